@@ -1,0 +1,110 @@
+"""Load and run sequence classifiers: resolve a model reference, predict in length-sorted batches."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from textclf.config import PACKAGED_MODEL
+from textclf.errors import ModelNotFound
+from textclf.settings import hub_offline, packaged_model_path
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def resolve_model(reference: str) -> str:
+    """'packaged:...' -> its folder; an existing folder -> itself; else a hub id (checked for form)."""
+    if reference == PACKAGED_MODEL:
+        return str(packaged_model_path())
+    if reference.startswith("packaged:"):
+        raise ModelNotFound(f"train.model {reference!r}: unknown packaged model; the only one is {PACKAGED_MODEL!r}")
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"train.model: {path} has no config.json; point it at a Hugging Face model folder")
+        return str(path)
+    looks_like_path = reference.startswith(("/", ".", "~")) or path.suffix != "" or reference.count("/") > 1
+    if looks_like_path or not HUB_ID.match(reference):
+        raise ModelNotFound(
+            f"train.model: {reference} does not exist; give an existing model folder, a hub id, "
+            f"or {PACKAGED_MODEL!r}"
+        )
+    if hub_offline():
+        raise ModelNotFound(
+            f"train.model {reference!r} is a hub id but HF_HUB_OFFLINE is set; use a local folder or {PACKAGED_MODEL!r}"
+        )
+    return reference
+
+
+def load_classifier(reference: str, labels: list[str]) -> tuple[PreTrainedModel, object]:
+    """Model with a classification head sized and named for `labels`, plus its tokenizer."""
+    location = resolve_model(reference)
+    id2label = dict(enumerate(labels))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True,
+            use_safetensors=None,
+        )
+    except OSError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelNotFound(f"train.model {reference!r} could not be loaded: {first}") from None
+    return model, tokenizer
+
+
+@dataclass
+class Predictions:
+    probs: np.ndarray  # [n_texts, n_classes], softmax probabilities
+    labels: list[str]  # class names in id order
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.labels[i] for i in self.ids]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+
+@torch.inference_mode()
+def predict_proba(model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128,
+                  progress=None) -> Predictions:
+    """Class probabilities for `texts`; batches are formed from length-sorted texts to cut padding."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    n_classes = model.config.num_labels
+    probs = np.zeros((len(texts), n_classes), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt").to(device)
+        logits = model(**batch).logits.float()
+        probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+        if progress is not None:
+            progress(len(idx))
+    labels = [model.config.id2label[i] for i in range(n_classes)]
+    return Predictions(probs=probs, labels=labels)
+
+
+def load_trained(model_dir: str | Path):
+    """A fine-tuned classifier folder (safetensors + tokenizer) -> (model, tokenizer)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ModelNotFound(f"{model_dir} holds no trained model (config.json missing)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    return model, tokenizer

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: one textclf call each, plus retries, logging and artifacts."""
