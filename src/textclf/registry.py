@@ -96,19 +96,35 @@ def apply_promotion(cfg: PipelineConfig, decision: PromotionDecision) -> None:
                                           decision.candidate_version)
 
 
-def download_model(cfg: PipelineConfig, uri: str, dest: Path | None = None) -> Path:
-    """Fetch an MLflow model (models:/..., runs:/... or a local folder) to a local folder."""
-    if Path(uri).is_dir():
-        return Path(uri)
+def resolve_version(cfg: PipelineConfig, uri: str):
+    """`models:/name@alias` or `models:/name/version` -> the registry's ModelVersion."""
+    body = uri.removeprefix("models:/")
+    client = client_for(cfg)
     try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dest) if dest else None,
-            tracking_uri=cfg.mlflow_uri(), registry_uri=cfg.mlflow_uri(),
-        )
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        name, _, number = body.rpartition("/")
+        return client.get_model_version(name, number)
     except MlflowException as err:
         first = str(err).strip().splitlines()[0]
         raise ModelNotFound(f"model {uri} not found in {cfg.mlflow_uri()}: {first}; train one with "
                             "`textclf run` or pass --model") from None
+
+
+def download_model(cfg: PipelineConfig, uri: str, dest: Path | None = None) -> Path:
+    """Fetch an MLflow model (models:/..., runs:/... or a local folder) to a local folder."""
+    if Path(uri).is_dir():
+        return Path(uri)
+    if uri.startswith("models:/"):
+        uri = resolve_version(cfg, uri).source
+    try:
+        # Explicit URIs: models:/ resolution in mlflow.artifacts ignores registry_uri.
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(dest) if dest else None, tracking_uri=cfg.mlflow_uri())
+    except MlflowException as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelNotFound(f"model {uri} could not be downloaded from {cfg.mlflow_uri()}: {first}") from None
     return Path(local)
 
 

@@ -1,0 +1,38 @@
+# textclf: two commands matter. `make demo` (set-up + the retrain flow on the embedded defaults)
+# and `make test` (set-up + the whole test suite). Everything else is a detail.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export TOKENIZERS_PARALLELISM ?= false
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
+
+.PHONY: setup demo test test-fast bench lint mlflow-ui clean
+
+$(VENV)/.setup-done: infra/setup.sh infra/apt-packages.txt requirements.txt requirements-assets.txt pyproject.toml $(wildcard infra/setup.d/*.sh)
+	bash infra/setup.sh
+	touch $@
+
+setup: $(VENV)/.setup-done
+
+demo: setup
+	$(VENV)/bin/textclf run
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf outputs
