@@ -48,7 +48,10 @@ def _grouped_indices(labels: np.ndarray, groups: np.ndarray, val: float, test: f
 def split_stratified(
     dataset: Dataset, val_fraction: float, test_fraction: float, seed: int, grouped: bool = False
 ) -> DatasetDict:
-    """Same input and seed -> the same rows in the same order on each side."""
+    """Same input and seed -> the same rows in the same order on each side (byte-identical when saved).
+
+    `grouped`: whole groups (the `group` column) go to one side, folds balanced by class.
+    """
     labels = np.asarray(dataset["label"])
     counts = np.bincount(labels, minlength=dataset.features["label"].num_classes)
     too_small = [dataset.features["label"].int2str(i) for i, c in enumerate(counts) if 0 < c < 3]
@@ -57,6 +60,9 @@ def split_stratified(
             f"class(es) {too_small} have fewer than 3 rows, too few for train/validation/test; add rows"
         )
     if grouped:
+        if "group" not in dataset.column_names:
+            raise DataError("grouped split: the dataset has no group column; set data.group_column to the "
+                            "column naming each row's group (e.g. movie_name)")
         groups = np.asarray(dataset["group"])
         train_idx, val_idx, test_idx = _grouped_indices(labels, groups, val_fraction, test_fraction, seed)
     else:
