@@ -1,4 +1,4 @@
-"""Held-out evaluation: metrics from predictions, and evaluating a trained model on a split."""
+"""Held-out evaluation: quality, per-class metrics, calibration, latency, and the plots an auditor reads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 from datasets import load_from_disk
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from textclf.modeling import load_trained, predict_proba
+
+# Metrics a promotion gate compares; all computed on the same split by the same code.
+QUALITY_KEYS = ("accuracy", "macro_f1")
+REPORT_FILE = "eval.json"
 
 
 def classification_metrics(y_true, y_pred) -> dict[str, float]:
@@ -23,6 +27,85 @@ def classification_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def detailed_metrics(y_true, y_pred, labels: list[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Overall metrics (accuracy, macro and weighted P/R/F1) and per-class P/R/F1/support."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    ids = list(range(len(labels)))
+    overall = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
+        overall.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=None, zero_division=0)
+    per_class = {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                             "support": int(s[i])} for i in ids}
+    return overall, per_class
+
+
+def calibration_bins(probs: np.ndarray, y_true, n_bins: int = 15) -> tuple[float, list[dict]]:
+    """Expected calibration error over equal-width confidence bins, and the bins themselves.
+
+    probs: [n, n_classes]; confidence = max prob; ECE = sum_b |acc_b - conf_b| * n_b / n.
+    """
+    y_true = np.asarray(y_true)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin b holds (edges[b], edges[b+1]]; confidence 0 (impossible after softmax) would go to bin 0.
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        mask = which == b
+        count = int(mask.sum())
+        conf = float(confidence[mask].mean()) if count else 0.0
+        acc = float(correct[mask].mean()) if count else 0.0
+        ece += abs(acc - conf) * count / max(len(y_true), 1)
+        bins.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
+                     "confidence": conf, "accuracy": acc})
+    return float(ece), bins
+
+
+def confident_mistakes(texts: list[str], y_true, probs: np.ndarray, labels: list[str], k: int) -> list[dict]:
+    """The `k` wrong predictions the model was surest of: where it is confidently wrong."""
+    y_true = np.asarray(y_true)
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y_true)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
+    return [{"text": texts[i][:300], "true": labels[int(y_true[i])], "predicted": labels[int(pred[i])],
+             "confidence": float(probs[i, pred[i]])} for i in order]
+
+
+def measure_speed(model, tokenizer, texts: list[str], max_length: int, samples: int = 50,
+                  batch_size: int = 32, batch_texts: int = 256) -> dict[str, float]:
+    """Latency at batch 1 (p50/p95 over `samples` texts, tokenisation included) and throughput at `batch_size`."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    pool = texts or ["empty"]
+
+    def run(batch: list[str]) -> None:
+        enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+        model(**enc)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with torch.inference_mode():
+        for text in pool[:3]:  # warm-up: first calls pay for allocation and kernel selection
+            run([text])
+        times = []
+        for i in range(samples):
+            started = time.perf_counter()
+            run([pool[i % len(pool)]])
+            times.append((time.perf_counter() - started) * 1000)
+        stream = [pool[i % len(pool)] for i in range(batch_texts)]
+        started = time.perf_counter()
+        for start in range(0, len(stream), batch_size):
+            run(stream[start : start + batch_size])
+        elapsed = time.perf_counter() - started
+    return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p95_ms": float(np.percentile(times, 95)),
+            "throughput_texts_per_s": len(stream) / elapsed if elapsed > 0 else 0.0}
+
+
 @dataclass
 class EvalReport:
     split: str
@@ -30,25 +113,147 @@ class EvalReport:
     metrics: dict[str, float]
     seconds: float
     labels: list[str] = field(default_factory=list)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    confusion: list[list[int]] = field(default_factory=list)
+    calibration: list[dict] = field(default_factory=list)
+    mistakes: list[dict] = field(default_factory=list)
 
     def prefixed(self) -> dict[str, float]:
         return {f"{self.split}_{k}": v for k, v in self.metrics.items()}
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> EvalReport:
+        return cls(**raw)
+
     def write(self, path: Path) -> Path:
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
+        path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
+    @classmethod
+    def read(cls, path: Path) -> EvalReport:
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
-def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "test",
-                   batch_size: int = 128, max_length: int = 128, progress=None) -> EvalReport:
-    """Predict `split` of the saved splits with the model in `model_dir` and score it."""
+    def write_artifacts(self, folder: Path) -> Path:
+        """eval.json, confusion_matrix.png, reliability_diagram.png, confident_mistakes.md, summary.md."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.write(folder / REPORT_FILE)
+        plot_confusion_matrix(np.asarray(self.confusion), self.labels, folder / "confusion_matrix.png")
+        plot_reliability(self.calibration, self.metrics.get("ece", 0.0), folder / "reliability_diagram.png")
+        (folder / "confident_mistakes.md").write_text(self.mistakes_markdown())
+        (folder / "summary.md").write_text(self.markdown())
+        return folder
+
+    def mistakes_markdown(self) -> str:
+        rows = ["| confidence | true | predicted | text |", "|---|---|---|---|"]
+        rows += [f"| {m['confidence']:.3f} | {m['true']} | {m['predicted']} | "
+                 f"{m['text'].replace('|', '/').replace(chr(10), ' ')} |" for m in self.mistakes]
+        return "## Most confident mistakes\n\n" + "\n".join(rows) + "\n"
+
+    def markdown(self, run_link: str | None = None) -> str:
+        head = f"## Evaluation on `{self.split}` ({self.n} texts)"
+        if run_link:
+            head += f"\n\nMLflow run: {run_link}"
+        overall = "\n".join(f"| {k} | {v:.4f} |" for k, v in self.metrics.items())
+        classes = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+                            for name, m in self.per_class.items())
+        return (f"{head}\n\n| metric | value |\n|---|---|\n{overall}\n\n"
+                f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{classes}\n\n"
+                + self.mistakes_markdown())
+
+
+def evaluate_predictions(texts: list[str], y_true, probs: np.ndarray, labels: list[str], split: str = "test",
+                         n_bins: int = 15, top_k: int = 20) -> EvalReport:
+    """Everything but speed, from class probabilities (pure: no model, no I/O)."""
+    y_pred = probs.argmax(axis=1)
+    overall, per_class = detailed_metrics(y_true, y_pred, labels)
+    ece, bins = calibration_bins(probs, y_true, n_bins)
+    matrix = confusion_matrix(np.asarray(y_true), y_pred, labels=list(range(len(labels))))
+    return EvalReport(split=split, n=len(texts), metrics={**overall, "ece": ece}, seconds=0.0, labels=labels,
+                      per_class=per_class, confusion=matrix.tolist(), calibration=bins,
+                      mistakes=confident_mistakes(texts, y_true, probs, labels, top_k))
+
+
+def evaluate_classifier(model, tokenizer, data_dir: str | Path, split: str = "test", batch_size: int = 128,
+                        max_length: int = 128, settings=None, progress=None) -> EvalReport:
+    """Predict `split` of the saved splits with an in-memory model and score it, speed included.
+
+    `settings` is an EvalConfig (latency samples, bins, top-k); None uses its defaults.
+    """
+    from textclf.config import EvalConfig
+
+    settings = settings or EvalConfig()
     dataset = load_from_disk(str(data_dir))[split]
-    model, tokenizer = load_trained(model_dir)
+    texts = list(dataset["text"])
     started = time.perf_counter()
-    preds = predict_proba(model, tokenizer, list(dataset["text"]), batch_size=batch_size,
-                          max_length=max_length, progress=progress)
+    preds = predict_proba(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
     seconds = time.perf_counter() - started
-    metrics = classification_metrics(dataset["label"], preds.ids)
-    metrics["texts_per_s"] = len(dataset) / seconds if seconds > 0 else 0.0
-    return EvalReport(split=split, n=len(dataset), metrics=metrics, seconds=seconds, labels=preds.labels)
+    labels = dataset.features["label"].names if hasattr(dataset.features["label"], "names") else preds.labels
+    report = evaluate_predictions(texts, dataset["label"], preds.probs, labels, split,
+                                  settings.calibration_bins, settings.mistakes_top_k)
+    report.seconds = seconds
+    report.metrics["texts_per_s"] = len(texts) / seconds if seconds > 0 else 0.0
+    report.metrics.update(measure_speed(model, tokenizer, texts, max_length, settings.latency_samples,
+                                        settings.throughput_batch_size, settings.throughput_texts))
+    return report
+
+
+def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 128,
+                   max_length: int = 128, progress=None, settings=None) -> EvalReport:
+    """Predict `split` of the saved splits with the model in `model_dir` and score it."""
+    model, tokenizer = load_trained(model_dir)
+    return evaluate_classifier(model, tokenizer, data_dir, split, batch_size, max_length, settings, progress)
+
+
+def _figure(width: float, height: float):
+    # Agg canvas on a bare Figure: no pyplot global state, no display needed, thread-safe enough for tasks.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
+    size = 2.5 + 0.6 * len(labels)
+    fig = _figure(size, size)
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = matrix.max() if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
+    fig = _figure(4.5, 4.5)
+    ax = fig.subplots()
+    filled = [b for b in bins if b["count"]]
+    centers = [(b["lower"] + b["upper"]) / 2 for b in filled]
+    width = (bins[0]["upper"] - bins[0]["lower"]) if bins else 0.1
+    ax.bar(centers, [b["accuracy"] for b in filled], width=width * 0.9, edgecolor="black", label="accuracy")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.scatter([b["confidence"] for b in filled], [b["accuracy"] for b in filled], color="red", s=12,
+               label="mean confidence", zorder=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability diagram (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -1,0 +1,220 @@
+"""The champion/challenger gate against a real MLflow sqlite registry: promote, reject, rollback, history, races.
+
+Models of different quality: one real tiny classifier, evaluated for real once; candidates are registered with
+that evaluation or with worse/better copies of it. The champion is always re-evaluated for real by the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import threading
+
+import mlflow.artifacts
+import pytest
+from typer.testing import CliRunner
+
+from textclf import registry, tracking
+from textclf.config import build_config
+from textclf.evaluate import EvalReport, evaluate_model
+
+FAST_EVAL = {"latency_samples": 5, "throughput_texts": 32, "mistakes_top_k": 5, "max_latency_p95_ms": 60000}
+
+
+@pytest.fixture(scope="module")
+def splits_dir(tmp_path_factory, rows_csv):
+    from textclf import stages
+
+    out = tmp_path_factory.mktemp("splits")
+    cfg = build_config({"data": {"source": str(rows_csv), "seed": 1}})
+    return stages.split(cfg, stages.ingest(cfg, out), out).path
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory, tiny_model):
+    import torch
+
+    from textclf.modeling import load_classifier
+
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(str(tiny_model), ["negative", "positive"])
+    dest = tmp_path_factory.mktemp("tiny-clf")
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def real_report(tiny_classifier, splits_dir) -> EvalReport:
+    from textclf.config import EvalConfig
+
+    return evaluate_model(tiny_classifier, splits_dir, "test", 16, 64, settings=EvalConfig(**FAST_EVAL))
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """A migrated, empty MLflow sqlite DB, copied per test: migrations cost ~10 s each on this machine."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture()
+def cfg(tmp_path, empty_store):
+    (tmp_path / "outputs").mkdir()
+    shutil.copy(empty_store, tmp_path / "outputs" / "mlflow.db")
+    return build_config({"output_dir": str(tmp_path / "outputs"), "train": {"eval_batch_size": 16, "max_length": 64},
+                         "evaluate": FAST_EVAL, "registry": {"lock_timeout_s": 60}})
+
+
+def scaled(report: EvalReport, factor: float) -> EvalReport:
+    """The same evidence with quality scaled (factor < 1: a worse model; the champion is re-measured anyway)."""
+    metrics = {k: (min(1.0, v * factor) if k in ("accuracy", "macro_f1") else v) for k, v in report.metrics.items()}
+    return dataclasses.replace(report, metrics=metrics)
+
+
+def candidate(cfg, model_dir, report, splits_dir, trigger="test") -> dict:
+    run_id = tracking.start_run(cfg, run_name="candidate", tags={"data.version": "md5-abc123"})
+    result = registry.register_and_promote(cfg, run_id, model_dir, report, {"data.fingerprint": "fp-1"},
+                                           data_dir=splits_dir, trigger=trigger, actor="tester")
+    tracking.end_run(cfg, run_id)
+    return result
+
+
+def champion(cfg) -> str | None:
+    mv = registry.current_champion(cfg)
+    return str(mv.version) if mv else None
+
+
+def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_dir, real_report):
+    first = candidate(cfg, tiny_classifier, real_report, splits_dir, trigger="schedule:weekly")
+    assert first["promoted"] and first["reason"] == "passes thresholds; no champion yet"
+    assert champion(cfg) == first["version"] == "1"
+
+    worse = candidate(cfg, tiny_classifier, scaled(real_report, 0.5), splits_dir)
+    assert not worse["promoted"] and champion(cfg) == "1"
+    assert "macro_f1" in worse["reason"] and "re-evaluated now" in worse["reason"]
+    client = tracking.client_for(cfg)
+    rejected = client.get_model_version(cfg.registry.model_name, worse["version"])
+    assert rejected.tags["promotion.decision"] == "rejected"
+    assert rejected.tags["promotion.reason"] == worse["reason"]
+
+    better = candidate(cfg, tiny_classifier, scaled(real_report, 10.0), splits_dir)
+    assert better["promoted"] and better["previous_champion"] == "1" and champion(cfg) == "3"
+
+    back = registry.rollback(cfg, "v3 misbehaves in production", actor="oncall")
+    assert champion(cfg) == "1" and back.previous_champion == "3" and back.action == "rollback"
+
+    records = registry.history(cfg)
+    assert [(r.seq, r.action, r.decision, r.candidate_version) for r in records] == [
+        (1, "gate", "promoted", "1"), (2, "gate", "rejected", "2"), (3, "gate", "promoted", "3"),
+        (4, "rollback", "rolled-back", "1")]
+    assert records[0].trigger == "schedule:weekly" and records[0].champion_metrics == {}
+    # The champion was re-measured by the gate, not copied from its registration.
+    assert records[1].champion_metrics["macro_f1"] == pytest.approx(real_report.metrics["macro_f1"])
+    assert records[1].champion_metrics["latency_p95_ms"] > 0
+    assert records[1].thresholds["min_improvement"] == 0.0 and records[1].time < records[2].time
+    assert records[3].reason == "v3 misbehaves in production" and records[3].actor == "oncall"
+
+    # Human promote through the CLI (in-process), then the history as printed.
+    cli = ["-s", f"output_dir={cfg.output_dir}"]
+    from textclf.cli import app
+
+    done = CliRunner().invoke(app, ["registry", "promote", "2", "--reason", "needed for demo", *cli])
+    assert done.exit_code == 0, done.output
+    assert champion(cfg) == "2"
+    shown = CliRunner().invoke(app, ["registry", "history", "textclf", *cli])
+    lines = shown.output.strip().splitlines()
+    assert len(lines) == 5 and "promote" in lines[4] and "trigger=cli" in lines[4] and "needed for demo" in lines[4]
+
+    # The audit record is a run of its own, and the version tags point at it.
+    tagged = client.get_model_version(cfg.registry.model_name, "2").tags
+    assert tagged["promotion.audit_run_id"] == registry.history(cfg)[-1].audit_run_id
+    audit_run = client.get_run(tagged["promotion.audit_run_id"])
+    assert audit_run.data.tags["audit.decision"] == "promoted" and "candidate.macro_f1" in audit_run.data.metrics
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """The real `textclf` entry point (error formatting and exit codes included), in this process."""
+    from textclf.cli import main
+
+    argv, sys.argv = sys.argv, ["textclf", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_refusals_via_entry_point(cfg, tiny_classifier, splits_dir, real_report, capsys):
+    candidate(cfg, tiny_classifier, real_report, splits_dir)
+    run_id = tracking.start_run(cfg)
+    unevaluated = registry.register_model(cfg, run_id, tiny_classifier)  # registered by hand, no evaluation
+    opts = ["-s", f"output_dir={cfg.output_dir}"]
+    capsys.readouterr()
+    for args, expected in ((["promote", "9", "--reason", "x"], "version 9 of model textclf does not exist"),
+                           (["promote", unevaluated.version, "--reason", "x"], "has no evaluation"),
+                           (["rollback", "--reason", "x"], "first audited champion")):
+        code, _, err = run_main(["registry", *args, *opts], capsys)
+        assert code != 0
+        errors = [line for line in err.splitlines() if line.startswith("textclf: error:")]
+        assert len(errors) == 1 and expected in errors[0], err[-2000:]
+    code, _, err = run_main(["registry", "promote", "1", *opts], capsys)  # --reason is required
+    assert code != 0 and "--reason" in err
+    code, out, _ = run_main(["registry", "history", "--json", *opts], capsys)
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0 and [r["decision"] for r in records] == ["promoted"]  # refusals record nothing
+
+
+def test_model_card_and_evidence_attached(cfg, tiny_classifier, splits_dir, real_report):
+    result = candidate(cfg, tiny_classifier, real_report, splits_dir)
+    mv = tracking.client_for(cfg).get_model_version(cfg.registry.model_name, result["version"])
+    assert mv.tags["model_card"] == result["model_card"] and result["model_card"] in mv.description
+    assert mv.tags["eval.report"].endswith("evaluation/v1/eval.json")
+    card = _read_artifact(cfg, result["model_card"])
+    assert "# Model card: `textclf` version 1" in card
+    assert "| `data.fingerprint` | fp-1 |" in card and "| `data.version` | md5-abc123 |" in card
+    assert "- code commit: `" in card and "_not recorded_" not in card.split("- code commit:")[1].splitlines()[0]
+    assert f"| `accuracy` | {real_report.metrics['accuracy']:.4f} |" in card
+    assert "No augmentation was used" in card
+
+
+def _read_artifact(cfg, uri: str) -> str:
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=cfg.mlflow_uri())
+    with open(local, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_concurrent_promotions_leave_one_consistent_champion(cfg, tiny_classifier, splits_dir, real_report):
+    start = threading.Barrier(2, timeout=120)
+    results, errors = {}, []
+
+    def flow(key, report):
+        try:
+            start.wait()
+            results[key] = candidate(cfg, tiny_classifier, report, splits_dir, trigger=f"thread:{key}")
+        except Exception as err:  # surfaced by the assertion below
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=flow, args=(k, r)) for k, r in
+               (("a", real_report), ("b", scaled(real_report, 1.0)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    records = registry.history(cfg)
+    assert len(records) == 2 and [r.seq for r in records] == [1, 2]
+    assert {r.candidate_version for r in records} == {results["a"]["version"], results["b"]["version"]}
+    # The chain is unbroken: each decision saw the champion the previous one left.
+    assert records[0].previous_champion is None and records[1].previous_champion == records[0].champion_after
+    assert champion(cfg) == records[1].champion_after
+    assert records[1].champion_metrics, "the second decision compared against the first's champion"
