@@ -46,18 +46,21 @@ def load_classifier(reference: str, labels: list[str]) -> tuple[PreTrainedModel,
     location = resolve_model(reference)
     id2label = dict(enumerate(labels))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        # Weights load from safetensors only (a pickle can run code) and never with the repo's own code.
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             location,
             num_labels=len(labels),
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
             ignore_mismatched_sizes=True,
-            use_safetensors=None,
+            use_safetensors=True,
+            trust_remote_code=False,
         )
     except OSError as err:
         first = str(err).strip().splitlines()[0]
-        raise ModelNotFound(f"train.model {reference!r} could not be loaded: {first}") from None
+        raise ModelNotFound(f"train.model {reference!r} could not be loaded (textclf loads safetensors weights "
+                            f"only; convert a pickle checkpoint with save_pretrained): {first}") from None
     return model, tokenizer
 
 
@@ -105,6 +108,7 @@ def load_trained(model_dir: str | Path):
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelNotFound(f"{model_dir} holds no trained model (config.json missing)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True,
+                                                               trust_remote_code=False)
     return model, tokenizer

@@ -1,0 +1,67 @@
+"""Deployments of the `retrain` flow: `retrain/scheduled` (cron) and `retrain/manual` (runs from the UI form).
+
+Both take the typed config as their one parameter, so the Prefect UI shows a form built from the config's
+JSON schema (descriptions, bounds, choices) and the server refuses a run whose parameters break it.
+`textclf worker` serves them in one process; `textclf worker --work-pool NAME` registers them for a
+work pool (process or Kubernetes workers, e.g. on GPU nodes) instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import serve
+from prefect.schedules import Cron
+
+from flows.retrain import retrain
+from tasks.skip import SCHEDULED_DEPLOYMENT
+from textclf.config import PipelineConfig
+
+MANUAL_DEPLOYMENT = "manual"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TAGS = ["textclf"]
+
+
+def _common(cfg: PipelineConfig) -> dict:
+    # dumped by alias (`validate`, not `validate_`): the names the parameter schema and the form use
+    return {"parameters": {"config": cfg.to_dict()}, "tags": TAGS, "enforce_parameter_schema": True}
+
+
+def _schedule(cfg: PipelineConfig) -> Cron:
+    return Cron(cfg.ops.cron, timezone=cfg.ops.timezone)
+
+
+def runner_deployments(cfg: PipelineConfig) -> list:
+    scheduled = retrain.to_deployment(
+        name=SCHEDULED_DEPLOYMENT, schedules=[_schedule(cfg)], **_common(cfg),
+        description=f"Retrain on the cron '{cfg.ops.cron}' ({cfg.ops.timezone}); a run whose data, config and "
+                    "code equal the last successful run's finishes as Skipped.")
+    manual = retrain.to_deployment(
+        name=MANUAL_DEPLOYMENT, **_common(cfg),
+        description="Retrain on demand: Run > Custom run opens the config form.")
+    return [scheduled, manual]
+
+
+def serve_deployments(cfg: PipelineConfig, limit: int = 1) -> None:
+    """Create both deployments and run their flow runs here (one at a time by default) until interrupted."""
+    serve(*runner_deployments(cfg), limit=limit, pause_on_shutdown=False)
+
+
+def deploy_to_pool(cfg: PipelineConfig, work_pool: str, source: Path = REPO_ROOT) -> list[str]:
+    """Register both deployments for `work_pool`; its workers run the flow from `source` (a checkout path)."""
+    flow = retrain.from_source(source=str(source), entrypoint="flows/retrain.py:retrain")
+    ids = []
+    for name, extra in ((SCHEDULED_DEPLOYMENT, {"schedules": [_schedule(cfg)]}), (MANUAL_DEPLOYMENT, {})):
+        ids.append(str(flow.deploy(name=name, work_pool_name=work_pool, build=False, push=False,
+                                   print_next_steps=False, **extra, **_common(cfg))))
+    return ids
+
+
+def save_webhook_block(name: str, url: str) -> str:
+    """Store a custom-webhook notification block (the URL may hold a token: it lives in the block only)."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(name=name, url=url,
+                                           json_data={"subject": "{{subject}}", "body": "{{body}}"})
+    block.save(name, overwrite=True)
+    return f"custom-webhook/{name}"

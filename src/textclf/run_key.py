@@ -1,0 +1,96 @@
+"""What a retraining run depends on (data bytes, config, code) as one key, and the last run that had it.
+
+A scheduled run whose key equals the key of the last successful MLflow run would train the same
+model again (training is seeded), so the flow finishes as "Skipped" instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from textclf import __version__
+from textclf.config import PACKAGED_DATA, DataConfig, PipelineConfig
+from textclf.data.sources import check_source
+from textclf.settings import packaged_corpus_path
+
+KEY_TAG = "textclf.run_key"
+# Sections that decide how a run is scheduled or reported, not what it trains.
+NOT_IN_KEY = ("ops",)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    data: str
+    config: str
+    code: str
+
+    @property
+    def value(self) -> str:
+        return hashlib.sha256(f"{self.data}|{self.config}|{self.code}".encode()).hexdigest()[:24]
+
+    def as_tags(self) -> dict[str, str]:
+        return {KEY_TAG: self.value, f"{KEY_TAG}.data": self.data, f"{KEY_TAG}.config": self.config,
+                f"{KEY_TAG}.code": self.code}
+
+
+def _md5_files(files: list[Path], root: Path | None = None) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    for path in files:
+        digest.update(str(path.relative_to(root) if root else path.name).encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def data_digest(cfg: DataConfig) -> str:
+    """md5 of the source's bytes (every file of a folder, by relative name); hub ids hash their name."""
+    check_source(cfg)
+    if cfg.source == PACKAGED_DATA:
+        return _md5_files([packaged_corpus_path()])
+    if cfg.source.startswith("hf:"):
+        # A hub dataset cannot be read without downloading it; its id stands for its content.
+        return hashlib.md5(cfg.source.encode(), usedforsecurity=False).hexdigest()
+    path = Path(cfg.source).expanduser()
+    if path.is_file():
+        return _md5_files([path])
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    return _md5_files(files, root=path)
+
+
+def config_digest(cfg: PipelineConfig) -> str:
+    tree = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_KEY}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_version(roots: list[Path]) -> str:
+    """Package version + sha256 of every .py file under `roots` (works in a wheel and in git)."""
+    digest = hashlib.sha256(__version__.encode())
+    for root in roots:
+        for path in sorted(Path(root).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def compute_run_key(cfg: PipelineConfig, code_roots: list[Path]) -> RunKey:
+    return RunKey(data=data_digest(cfg.data), config=config_digest(cfg), code=code_version(code_roots))
+
+
+def last_successful_run(cfg: PipelineConfig, key: RunKey) -> str | None:
+    """Id of the newest FINISHED MLflow run in the experiment that carries `key`, or None."""
+    from textclf.tracking import client_for
+
+    client = client_for(cfg)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None

@@ -1,0 +1,238 @@
+"""`textclf serve`: run the Prefect server, the MLflow server and the deployments' worker as one supervised stack.
+
+Each service is a subprocess in its own process group with its log in `<state_dir>/logs/`. Start order:
+both servers (in parallel), then the worker once the Prefect API answers. Stop order: the worker first
+(it may be running a flow), then the servers; SIGINT, then SIGKILL after a grace period.
+Nothing here imports prefect or mlflow: they are only started as commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textclf.errors import TextclfError
+
+LOOPBACK = "127.0.0.1"
+DEPLOYMENTS = ("retrain/scheduled", "retrain/manual")
+
+
+class ServiceFailed(TextclfError):
+    """A service of the stack did not start or stopped answering."""
+
+    exit_code = 5
+
+
+@dataclass
+class StackSettings:
+    host: str = LOOPBACK
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    state_dir: Path = Path("outputs/service")
+    mlflow_backend_uri: str | None = None  # default: sqlite in state_dir; e.g. postgresql://... in production
+    mlflow_artifacts: str | None = None  # default: state_dir/mlartifacts; e.g. s3://bucket/mlflow
+    experiment: str = "textclf"
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}"
+
+    @property
+    def prefect_api(self) -> str:
+        return f"{self.prefect_url}/api"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def prefect_home(self) -> Path:
+        return (self.state_dir / "prefect").resolve()
+
+    def worker_overrides(self) -> list[str]:
+        """Config overrides that make flows started by the worker log to this stack's MLflow server."""
+        return [f"tracking.tracking_uri={self.mlflow_url}",
+                f"tracking.artifact_location=mlflow-artifacts:/{self.experiment}"]
+
+
+@dataclass
+class Service:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    healthy: Callable[[], tuple[bool, str]]
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, cwd: Path) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            # Own session (the supervisor decides the stop order) and SIGINT restored to its default: a shell
+            # that starts us in the background makes children inherit an ignored SIGINT otherwise.
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, cwd=cwd, start_new_session=True,
+                                         preexec_fn=_default_sigint)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 5) -> str:
+        if not self.log.is_file():
+            return ""
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
+        return " | ".join(line.strip() for line in tail)
+
+    def stop(self, grace_s: float) -> None:
+        if not self.running():
+            return
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+        # Whatever is left of the group (uvicorn workers, flow-run subprocesses) goes now.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (systemd, docker stop) both raise KeyboardInterrupt, so the stack stops cleanly."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def http_get(url: str, timeout_s: float = 3.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - our own loopback URLs
+            return resp.status, resp.read(1 << 20).decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+    except (urllib.error.URLError, OSError) as err:
+        return 0, str(getattr(err, "reason", err))
+
+
+def prefect_health(settings: StackSettings) -> tuple[bool, str]:
+    code, body = http_get(f"{settings.prefect_api}/health")
+    return code == 200 and body.strip() == "true", f"{settings.prefect_url} (GET /api/health: {code or body})"
+
+
+def mlflow_health(settings: StackSettings) -> tuple[bool, str]:
+    code, body = http_get(f"{settings.mlflow_url}/health")
+    return code == 200 and body.strip() == "OK", f"{settings.mlflow_url} (GET /health: {code or body})"
+
+
+def worker_health(settings: StackSettings) -> tuple[bool, str]:
+    """Both deployments exist and a serve process polled for them recently (Prefect marks them READY)."""
+    states = []
+    for name in DEPLOYMENTS:
+        code, body = http_get(f"{settings.prefect_api}/deployments/name/{name}")
+        status = json.loads(body).get("status") if code == 200 and body.startswith("{") else f"missing ({code})"
+        states.append(f"{name}: {status}")
+    ok = all(s.endswith("READY") and "NOT_READY" not in s for s in states)
+    return ok, ", ".join(states)
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def build_services(settings: StackSettings, worker_args: list[str], base_env: Mapping[str, str]) -> list[Service]:
+    state = settings.state_dir.resolve()
+    logs = state / "logs"
+    env = {**base_env, "PREFECT_HOME": str(settings.prefect_home), "PREFECT_API_URL": settings.prefect_api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_TRACKING_URI": settings.mlflow_url,
+           "PYTHONUNBUFFERED": "1"}
+    backend = settings.mlflow_backend_uri or f"sqlite:///{state / 'mlflow.db'}"
+    artifacts = settings.mlflow_artifacts or str(state / "mlartifacts")
+    prefect = Service("prefect", [_bin("prefect"), "server", "start", "--host", settings.host,
+                                  "--port", str(settings.prefect_port)],
+                      env, logs / "prefect.log", lambda: prefect_health(settings))
+    mlflow = Service("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", backend,
+                                "--artifacts-destination", artifacts, "--serve-artifacts",
+                                "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1"],
+                     env, logs / "mlflow.log", lambda: mlflow_health(settings))
+    overrides = [arg for item in settings.worker_overrides() for arg in ("--set", item)]
+    worker = Service("worker", [_bin("textclf"), "worker", *worker_args, *overrides],
+                     env, logs / "worker.log", lambda: worker_health(settings))
+    return [prefect, mlflow, worker]
+
+
+class Stack:
+    """Start, watch and stop the services; `check` reports each one's health."""
+
+    def __init__(self, services: list[Service], cwd: Path, echo: Callable[[str], None] = print):
+        self.services = {s.name: s for s in services}
+        self.cwd = cwd
+        self.echo = echo
+
+    def wait_healthy(self, name: str, timeout_s: float) -> str:
+        service = self.services[name]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # Exited first: a port taken by another server would otherwise answer the health check for us.
+            if service.proc is not None and not service.running():
+                raise ServiceFailed(f"{name} exited with code {service.proc.returncode}: {service.log_tail()} "
+                                    f"(full log: {service.log})")
+            ok, detail = service.healthy()
+            if ok:
+                return detail
+            if time.monotonic() > deadline:
+                raise ServiceFailed(f"{name} not healthy after {timeout_s:.0f}s: {detail}; see {service.log}")
+            time.sleep(0.5)
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        """Servers first (in parallel), then the worker; raises ServiceFailed (after stopping all) on failure."""
+        try:
+            for name in ("prefect", "mlflow"):
+                self.services[name].start(self.cwd)
+            for name in ("prefect", "mlflow"):
+                self.echo(f"{name}: healthy at {self.wait_healthy(name, timeout_s)}")
+            self.services["worker"].start(self.cwd)
+            self.echo(f"worker: {self.wait_healthy('worker', timeout_s)}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        for name in ("worker", "mlflow", "prefect"):
+            service = self.services[name]
+            if service.running():
+                self.echo(f"stopping {name}")
+                service.stop(grace_s)
+
+    def watch(self, poll_s: float = 2.0) -> str:
+        """Block until a service exits; returns its name (Ctrl-C raises KeyboardInterrupt to the caller)."""
+        while True:
+            for service in self.services.values():
+                if not service.running():
+                    return service.name
+            time.sleep(poll_s)
+
+
+def check(settings: StackSettings) -> list[tuple[str, bool, str]]:
+    return [("prefect", *prefect_health(settings)), ("mlflow", *mlflow_health(settings)),
+            ("worker", *worker_health(settings))]

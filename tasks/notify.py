@@ -1,0 +1,55 @@
+"""Notifications through a Prefect notification block (e.g. a custom webhook) named in `ops.notify_block`.
+
+The block holds the URL and any token; flow parameters and logs never do.
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from prefect.logging import get_logger
+
+from textclf.config import PipelineConfig, build_config
+from textclf.errors import ConfigError
+
+logger = get_logger("textclf.notify")
+
+
+def send(block_name: str | None, subject: str, body: str) -> bool:
+    """Send through the named block; False (logged, never raised) when it is unset, missing or fails."""
+    if not block_name:
+        return False
+    try:
+        block = Block.load(block_name)
+    except Exception as err:  # missing block or unknown block type: notifications are optional
+        logger.info("no notification sent: block %r not loaded (%s)", block_name, str(err).splitlines()[0])
+        return False
+    try:
+        block.notify(body=body, subject=subject)
+    except Exception as err:  # a notification must never fail the run it reports on
+        logger.warning("notification through %r failed: %s", block_name, type(err).__name__)
+        return False
+    return True
+
+
+def _config_of(flow_run) -> PipelineConfig | None:
+    raw = (flow_run.parameters or {}).get("config")
+    if isinstance(raw, PipelineConfig):
+        return raw
+    try:
+        return build_config(raw or {})
+    except ConfigError:
+        return None
+
+
+def notify_failure(flow, flow_run, state) -> None:
+    """Flow hook (on_failure / on_crashed): tell the block which run failed and why."""
+    cfg = _config_of(flow_run)
+    block = cfg.ops.notify_block if cfg else PipelineConfig().ops.notify_block
+    send(block, f"textclf: flow run {flow_run.name} {state.name.lower()}",
+         f"Flow run {flow_run.name} ({flow_run.id}) of {flow.name} ended {state.name}: {state.message or ''}")
+
+
+def notify_promotion(cfg: PipelineConfig, decision: dict, run_url: str | None) -> bool:
+    body = (f"{decision['name']} v{decision['version']} is now @{cfg.registry.champion_alias}: "
+            f"{decision['reason']}" + (f" ({run_url})" if run_url else ""))
+    return send(cfg.ops.notify_block, f"textclf: {decision['name']} v{decision['version']} promoted", body)

@@ -1,0 +1,188 @@
+"""The service as deployed: real Prefect + MLflow servers and the deployments' serve process (`textclf serve`).
+
+One session stack (tests/integration/conftest.py); the manual run trains once and the later tests build on it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def deployment(client, name: str):
+    return client.read_deployment_by_name(f"retrain/{name}")
+
+
+def merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def params(client, changes: dict, name: str = "manual") -> dict:
+    """The deployment's config with `changes`, as the UI form submits it (a parameter replaces the whole
+    config, so start from the deployment's: it carries the stack's tracking URI)."""
+    return {"config": merged(deployment(client, name).parameters["config"], changes)}
+
+
+def artifacts_of(client, flow_run_id) -> dict[str, object]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    by_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    found = client.read_artifacts(artifact_filter=by_run)
+    return {a.key: a for a in found if a.key}
+
+
+@pytest.fixture(scope="module")
+def manual_run(prefect_client, service_config, wait_final):
+    """retrain/manual triggered through the client with parameters; waits until it is final."""
+    changed = params(prefect_client, {"train": {"logging_steps": 3}})
+    run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=changed)
+    return wait_final(run.id, timeout_s=300)
+
+
+def test_serve_check_reports_every_service_healthy(stack):
+    out = subprocess.run([str(Path(sys.executable).parent / "textclf"), "serve", "--check",
+                          "--prefect-port", str(stack.prefect_port), "--mlflow-port", str(stack.mlflow_port)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["prefect", "ok"], ["mlflow", "ok"], ["worker", "ok"]]
+    assert "retrain/manual: READY" in out.stdout
+
+
+def test_deployments_carry_the_config_form_and_the_weekly_cron(prefect_client, stack):
+    manual = deployment(prefect_client, "manual")
+    schema = manual.parameter_openapi_schema
+    epochs = schema["definitions"]["TrainConfig"]["properties"]["epochs"]
+    assert epochs["description"].startswith("Training epochs") and epochs["exclusiveMinimum"] == 0
+    assert manual.enforce_parameter_schema and not manual.schedules
+
+    scheduled = deployment(prefect_client, "scheduled")
+    (sched,) = scheduled.schedules
+    assert (sched.schedule.cron, sched.schedule.timezone, sched.active) == ("0 3 * * 1", "UTC", True)
+    # The server computes the next runs from the cron.
+    resp = httpx.post(f"{stack.prefect_api}/deployments/{scheduled.id}/schedule", json={"min_runs": 3}, timeout=30)
+    assert resp.status_code < 300, resp.text
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    upcoming = prefect_client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[scheduled.id])),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+    starts = sorted(r.expected_start_time for r in upcoming)
+    assert len(starts) >= 3
+    assert all((s.weekday(), s.hour, s.minute) == (0, 3, 0) for s in starts)
+    gaps_days = [round((b - a).total_seconds() / 86400) for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps_days == [7] * (len(starts) - 1)
+
+
+def test_bad_parameter_is_refused_at_submission(prefect_client, service_config):
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    manual = deployment(prefect_client, "manual")
+    bad = params(prefect_client, {"train": {"epochs": -1}})
+    with pytest.raises(PrefectHTTPStatusError) as refused:
+        prefect_client.create_flow_run_from_deployment(manual.id, parameters=bad)
+    assert refused.value.response.status_code == 409
+    assert "-1" in refused.value.response.text and "epochs" in refused.value.response.text
+    unknown = params(prefect_client, {"train": {"epoch": 2}})
+    with pytest.raises(PrefectHTTPStatusError):
+        prefect_client.create_flow_run_from_deployment(manual.id, parameters=unknown)
+
+
+def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(manual_run, prefect_client,
+                                                                           mlflow_client, receiver, stack):
+    assert manual_run.state.is_completed(), manual_run.state.message
+    runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("textclf").experiment_id],
+                                     filter_string=f"tags.`prefect.flow_run_id` = '{manual_run.id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.params["train.logging_steps"] == "3"  # the parameter given at trigger time
+    assert "textclf.run_key" in run.data.tags
+    versions = mlflow_client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert [v.name for v in versions] == ["textclf"]
+    assert mlflow_client.get_model_version_by_alias("textclf", "champion").run_id == run.info.run_id
+
+    arts = artifacts_of(prefect_client, manual_run.id)
+    assert {"validation-report", "training-curve", "evaluation-summary", "promotion-decision", "mlflow-run",
+            "registered-version"} <= set(arts)
+    run_page = f"{stack.mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert f"({run_page})" in arts["mlflow-run"].data
+    assert f"/#/models/textclf/versions/{versions[0].version})" in arts["registered-version"].data
+
+    notice = receiver.wait_for(lambda m: "promoted" in m.get("subject", ""), timeout_s=10)
+    assert f"v{versions[0].version}" in notice["subject"] and "champion" in notice["body"]
+
+
+def test_unchanged_scheduled_run_is_skipped(manual_run, prefect_client, service_config, mlflow_client,
+                                            wait_final):
+    assert manual_run.state.is_completed()
+    scheduled = deployment(prefect_client, "scheduled")
+    experiment = mlflow_client.get_experiment_by_name("textclf").experiment_id
+    # Same data and config as the manual run (logging_steps too).
+    same = params(prefect_client, {"train": {"logging_steps": 3}}, name="scheduled")
+
+    def trigger():
+        run = prefect_client.create_flow_run_from_deployment(scheduled.id, parameters=same)
+        return wait_final(run.id, timeout_s=300)
+
+    first = trigger()
+    if first.state.name != "Skipped":
+        # Only a code change since the manual run may retrain (a tree being edited while the test runs).
+        assert first.state.is_completed(), first.state.message
+        (trained,) = mlflow_client.search_runs([experiment], f"tags.`prefect.flow_run_id` = '{first.id}'")
+        (before,) = mlflow_client.search_runs([experiment], f"tags.`prefect.flow_run_id` = '{manual_run.id}'")
+        assert trained.data.tags["textclf.run_key.code"] != before.data.tags["textclf.run_key.code"]
+        assert trained.data.tags["textclf.run_key.data"] == before.data.tags["textclf.run_key.data"]
+    second = first if first.state.name == "Skipped" else trigger()
+    assert second.state.is_completed() and second.state.name == "Skipped"
+    assert "unchanged since successful MLflow run" in second.state.message
+    assert (second.end_time - second.start_time).total_seconds() < 60, "a skipped run does not train"
+    assert not mlflow_client.search_runs([experiment], filter_string=f"tags.`prefect.flow_run_id` = '{second.id}'")
+
+
+def test_failed_run_is_notified(prefect_client, service_config, receiver, wait_final):
+    missing = params(prefect_client, {"data": {"source": "/nonexistent/reviews.csv"}})
+    run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=missing)
+    done = wait_final(run.id, timeout_s=180)
+    assert done.state.is_failed()
+    notice = receiver.wait_for(lambda m: done.name in m.get("subject", ""), timeout_s=30)
+    assert "failed" in notice["subject"] and "/nonexistent/reviews.csv" in notice["body"]
+
+
+def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(prefect_client, service_config,
+                                                                      mlflow_client, wait_final):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.states import Scheduled
+
+    # Fails at the data gate, after start-tracking, ingest and split have completed.
+    failing = params(prefect_client, {"validate": {"min_rows": 100_000}})
+    run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=failing)
+    assert wait_final(run.id, timeout_s=180).state.is_failed()
+    prefect_client.set_flow_run_state(run.id, Scheduled(), force=True)  # what the UI's Retry does
+    retried = wait_final(run.id, timeout_s=180)
+    assert retried.state.is_failed() and retried.run_count == 2, retried.state.message
+
+    experiment = mlflow_client.get_experiment_by_name("textclf").experiment_id
+    ml_runs = mlflow_client.search_runs([experiment], filter_string=f"tags.`prefect.flow_run_id` = '{run.id}'")
+    assert len(ml_runs) == 1, "the retry reused the first attempt's MLflow run (and so its run folder)"
+    task_runs = prefect_client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    states = {}
+    for task_run in task_runs:
+        states.setdefault(task_run.name.rsplit("-", 1)[0], []).append(task_run.state.name)
+    for name in ("start-tracking", "ingest", "split"):
+        assert sorted(states[name]) == ["Cached", "Completed"], (name, states)

@@ -1,0 +1,48 @@
+"""The stack supervisor without the real servers: commands, loopback defaults, failure reports, health checks."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from textclf.serve import Service, ServiceFailed, Stack, StackSettings, build_services, check
+
+
+def test_servers_bind_to_loopback_and_mlflow_serves_its_artifacts(tmp_path):
+    settings = StackSettings(state_dir=tmp_path, prefect_port=4311, mlflow_port=5311)
+    prefect, mlflow, worker = build_services(settings, ["--config", "params.yaml"], {})
+    for service in (prefect, mlflow):
+        assert service.cmd[service.cmd.index("--host") + 1] == "127.0.0.1"
+    assert "--serve-artifacts" in mlflow.cmd
+    assert mlflow.cmd[mlflow.cmd.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert prefect.env["PREFECT_HOME"] == str(tmp_path.resolve() / "prefect")
+    assert prefect.env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    # flows started by the worker log to this stack's MLflow server
+    assert "tracking.tracking_uri=http://127.0.0.1:5311" in worker.cmd
+    assert worker.env["PREFECT_API_URL"] == "http://127.0.0.1:4311/api"
+
+
+def test_check_reports_every_service_down_when_nothing_listens(tmp_path):
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    results = check(StackSettings(prefect_port=ports[0], mlflow_port=ports[1], state_dir=tmp_path))
+    assert [(name, ok) for name, ok, _ in results] == [("prefect", False), ("mlflow", False), ("worker", False)]
+
+
+def test_a_service_that_exits_fails_the_start_with_its_last_log_line(tmp_path):
+    def never_healthy():
+        return False, "not yet"
+
+    crashing = Service("prefect", [sys.executable, "-c", "print('port 4200 is taken'); raise SystemExit(3)"],
+                       {}, tmp_path / "logs" / "prefect.log", never_healthy)
+    idle = [Service(name, [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path / f"{name}.log",
+                    never_healthy) for name in ("mlflow", "worker")]
+    stack = Stack([crashing, *idle], Path.cwd(), echo=lambda line: None)
+    with pytest.raises(ServiceFailed, match="prefect exited with code 3: port 4200 is taken"):
+        stack.start(timeout_s=30)
+    assert not any(s.running() for s in stack.services.values())  # the others were stopped
