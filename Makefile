@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TOKENIZERS_PARALLELISM ?= false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: setup demo test test-fast bench lint mlflow-ui clean
+.PHONY: setup demo test test-fast bench lint mlflow-ui serve clean repro
 
 $(VENV)/.setup-done: infra/setup.sh infra/apt-packages.txt requirements.txt requirements-assets.txt pyproject.toml $(wildcard infra/setup.d/*.sh)
 	bash infra/setup.sh
@@ -33,6 +33,15 @@ lint: setup
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --host 127.0.0.1 --port 5000
+
+# Prefect server + MLflow server + the retrain deployments' worker on 127.0.0.1; Ctrl-C stops all.
+# `make serve ARGS="--check"` reports their health; ARGS="--config params.yaml" picks the config.
+serve: setup
+	$(VENV)/bin/textclf serve $(ARGS)
+
+# The DVC pipeline (dvc.yaml) on the tracked data version (data.dvc); infra/dvc.md has the rest.
+repro: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro $(ARGS)
 
 clean:
 	rm -rf outputs

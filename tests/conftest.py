@@ -48,6 +48,15 @@ def write_real_rows(dest: Path, n: int, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's own test harness: a temporary local server with a throwaway database."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
@@ -68,4 +77,7 @@ def tiny_config(tmp_path, tiny_model, rows_csv):
         "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
                   "max_length": 64, "logging_steps": 2, "checkpoint_steps": 5},
         "validate": {"max_duplicate_rate": 0.2},
+        # Off unless a test is about them: both add minutes, and a 2-layer teacher has no 3-layer student.
+        "augment": {"enabled": False},
+        "distill": {"enabled": False},
     })

@@ -30,6 +30,11 @@ def _config(config: Path | None, overrides: list[str] | None):
 def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Run the `retrain` flow: ingest, split, validate, train, evaluate, register."""
     cfg = _config(config, overrides)
+    from textclf.preflight import preflight
+
+    preflight(cfg)  # a missing source, column or model fails here in one line, before Prefect starts
+    if cfg.registry.trigger is None:
+        cfg.registry.trigger = "cli"  # the audit trail says who started the run
     import importlib
 
     # The CLI is the edge where the library meets the orchestration layer; loaded by name on use.
@@ -109,12 +114,16 @@ def validate(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Run the data gate on saved splits; exits non-zero when it fails."""
+    """Run the data gate on saved splits (report in OUT/validation); exits non-zero when it fails.
+
+    In quarantine mode the rows that passed are saved to OUT/validated when any were dropped.
+    """
     from textclf import stages
 
     cfg = _config(config, overrides)
-    report = stages.validate(cfg, stages.DataRef(str(data), "", {}, []), out)
+    kept, report = stages.validate(cfg, stages.DataRef(str(data), "", {}, []), out)
     typer.echo(report.markdown())
+    typer.echo(f"\ndata to train on: {kept.path}")
 
 
 @app.command()
@@ -154,6 +163,278 @@ def config_schema() -> None:
     typer.echo(json.dumps(PipelineConfig.model_json_schema(by_alias=True), indent=2))
 
 
+@app.command()
+def distill(
+    data: Annotated[Path, typer.Option(help="Splits saved by `textclf ingest` (save_to_disk folder).")],
+    out: Annotated[Path, typer.Option(help="Run folder: distill_plan.json, checkpoints, model/, result.json.")],
+    teacher: Annotated[str | None, typer.Option(help="Teacher folder or models:/ URI (overrides distill.teacher).")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    mlflow_run_id: Annotated[str | None, typer.Option(help="Log metrics into this MLflow run (rank 0 only).")] = None,
+    launch: Annotated[bool, typer.Option(help="Start under torchrun (the default outside torchrun).")] = True,
+) -> None:
+    """Distil a teacher into a smaller student. Outside torchrun it plans, then launches itself under torchrun."""
+    import os
+
+    cfg = _config(config, overrides)
+    if launch and "LOCAL_RANK" not in os.environ:
+        from textclf import stages
+
+        if teacher:
+            cfg.distill.teacher = teacher
+        ref = stages.DataRef(str(data), "", {}, [])
+        outcome = stages.distill(cfg, ref, out, None, mlflow_run_id)
+        typer.echo(json.dumps(outcome.to_dict(), indent=2))
+        return
+    from textclf.tracking import FanoutSink, JsonlSink, MlflowSink
+    from textclf.train.distill import run_distillation
+
+    sinks = [JsonlSink(out / "metrics.jsonl")]
+    if mlflow_run_id:
+        sinks.append(MlflowSink(cfg.mlflow_uri(), mlflow_run_id))
+    run_distillation(cfg, data, out, cfg.output_path / "cache" / "tokenized", FanoutSink(*sinks))
+
+
+registry_app = typer.Typer(help="Champion history and human promotion/rollback (all audited).", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why; stored in the audit trail (required).")]
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@registry_app.command("history")
+def registry_history(
+    name: Annotated[str | None, typer.Argument(help="Registered model; default registry.model_name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line, every field.")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Every champion decision (gate, promote, rollback), oldest first, with trigger, versions and reason."""
+    from textclf.registry import history, record_json
+
+    cfg = _config(config, overrides)
+    records = history(cfg, name)
+    if as_json:
+        typer.echo(record_json(records))
+        return
+    if not records:
+        typer.echo(f"no decisions recorded for {name or cfg.registry.model_name} in {cfg.mlflow_uri()}")
+        return
+    for record in records:
+        typer.echo(record.line())
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: Annotated[str, typer.Argument(help="Model version number to make the champion.")],
+    reason: ReasonOpt,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Make VERSION the champion by hand (overrides the gate); refused for unknown or unevaluated versions."""
+    from textclf.registry import promote_version
+
+    record = promote_version(_config(config, overrides), version, reason, trigger="cli", actor=_actor())
+    typer.echo(record.line())
+
+
+@registry_app.command("rollback")
+def registry_rollback(reason: ReasonOpt, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Give the champion alias back to the version that served before the current one."""
+    from textclf.registry import rollback
+
+    record = rollback(_config(config, overrides), reason, trigger="cli", actor=_actor())
+    typer.echo(record.line())
+
+
+data_app = typer.Typer(help="DVC data versions: add drops, seed, restore.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("add")
+def data_add(
+    path: Annotated[Path, typer.Argument(help="A drop file (.csv/.tsv/.jsonl/.parquet) or a folder of drops.")],
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Copy new drops into data.data_dir, check the whole version reads, `dvc commit` + `dvc push`."""
+    from textclf.versioning import add_data
+
+    version = add_data(path, _config(config, overrides).data)
+    for note in version.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(version.message())
+
+
+@data_app.command("seed")
+def data_seed(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Set-up: pull the tracked data version, or seed data.data_dir with the packaged corpus."""
+    from textclf.versioning import seed_data
+
+    version = seed_data(_config(config, overrides).data)
+    typer.echo(version.message() if version else "data: the tracked folder holds its version")
+
+
+@data_app.command("restore")
+def data_restore(
+    md5: Annotated[str, typer.Argument(help="Data version (the data.dvc_md5 lineage tag, e.g. 1a2b...dir).")],
+    dest: Annotated[Path, typer.Argument(help="New folder inside the repository to restore into.")],
+) -> None:
+    """Restore a data version by md5 from the DVC cache or remote."""
+    from textclf.versioning import restore_data
+
+    typer.echo(str(restore_data(md5, dest)))
+
+
+@app.command()
+def lineage(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Where a model came from: run, git commit, DVC data version, dataset digests, flow run, config."""
+    from textclf.tracking import describe_lineage
+
+    info = describe_lineage(_config(config, overrides), model_uri)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    reg = info["registered"]
+    lines = [("model", info["model"] + (f" (version {reg['version']} of {reg['name']})" if reg else "")),
+             ("mlflow run", f"{info['run_id']} ({info['status']})"),
+             ("git commit", f"{info['git_commit']}{' + uncommitted changes' if info['git_dirty'] == 'true' else ''}"),
+             ("data source", info["data_source"]),
+             ("data version", f"{info['data_dvc_md5']} (restore: textclf data restore {info['data_dvc_md5']} DEST)"
+              if info["data_dvc_md5"] not in ("untracked", "unknown")
+              else f"{info['data_dvc_md5']} (not a DVC version; source md5 {info['data_source_md5']})"),
+             ("dataset digest", info["data_digest"])]
+    lines += [(f"  {d['context'] or 'input'}", f"{d['name']} digest {d['digest']}") for d in info["datasets"]]
+    lines += [("prefect flow run", info["prefect_flow_run_id"]), ("config", info["config"])]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+
+HostOpt = Annotated[str, typer.Option(help="Address the servers bind to; anything but 127.0.0.1 exposes them "
+                                            "(put auth in front first: infra/production.md).")]
+
+
+@app.command()
+def serve(
+    check: Annotated[bool, typer.Option("--check", help="Only report the health of a running stack.")] = False,
+    host: HostOpt = "127.0.0.1",
+    prefect_port: Annotated[int, typer.Option(help="Prefect server (API + UI) port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow tracking server port.")] = 5000,
+    state_dir: Annotated[Path, typer.Option(help="Prefect home, MLflow sqlite store and artifacts, logs.")] = Path(
+        "outputs/service"),
+    mlflow_backend_uri: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_BACKEND_URI", help=(
+        "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow."))] = None,
+    mlflow_artifacts: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_ARTIFACTS", help=(
+        "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow."))] = None,
+    timeout_s: Annotated[float, typer.Option(help="Longest wait for each service to become healthy.")] = 180.0,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Start the Prefect server, the MLflow server and the deployments' worker; Ctrl-C stops them all."""
+    import os
+
+    from textclf.serve import ServiceFailed, Stack, StackSettings, build_services, stop_on_signals
+    from textclf.serve import check as check_stack
+
+    cfg = _config(config, overrides)
+    settings = StackSettings(host=host, prefect_port=prefect_port, mlflow_port=mlflow_port, state_dir=state_dir,
+                             mlflow_backend_uri=mlflow_backend_uri, mlflow_artifacts=mlflow_artifacts,
+                             experiment=cfg.tracking.experiment)
+    if check:
+        results = check_stack(settings)
+        for name, ok, detail in results:
+            typer.echo(f"{name:<8} {'ok' if ok else 'DOWN'}  {detail}")
+        if not all(ok for _, ok, _ in results):
+            raise ServiceFailed("some services are down; start them with `textclf serve`")
+        return
+    worker_args = (["--config", str(config)] if config else []) + [a for o in overrides or [] for a in ("--set", o)]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --host {host} exposes the Prefect and MLflow servers to the network; enable their "
+                   "auth and TLS first (infra/production.md, 'Security defaults')", err=True)
+    stack = Stack(build_services(settings, worker_args, dict(os.environ)), Path.cwd(), echo=typer.echo)
+    stop_on_signals()
+    try:
+        stack.start(timeout_s)
+    except KeyboardInterrupt:
+        typer.echo("stopped while starting (Ctrl-C)")
+        raise typer.Exit(130) from None
+    typer.echo(f"Prefect UI: {settings.prefect_url}   (deployments retrain/scheduled, retrain/manual)")
+    typer.echo(f"MLflow UI:  {settings.mlflow_url}")
+    typer.echo(f"logs: {settings.state_dir / 'logs'}; Ctrl-C stops everything")
+    try:
+        stopped = stack.watch()
+        typer.echo(f"{stopped} exited: {stack.services[stopped].log_tail()}; stopping the rest", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping (Ctrl-C)")
+    finally:
+        stack.stop()
+    raise typer.Exit(0)
+
+
+@app.command()
+def worker(
+    work_pool: Annotated[str | None, typer.Option(help=(
+        "Register the deployments for this Prefect work pool (process or Kubernetes workers run them) and exit, "
+        "instead of serving them here."))] = None,
+    limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Create the retrain/scheduled and retrain/manual deployments and run their flow runs (Prefect `serve`)."""
+    import importlib
+
+    from textclf.settings import env_value
+
+    cfg = _config(config, overrides)
+    deploy = importlib.import_module("flows.deploy")
+    webhook = env_value("TEXTCLF_WEBHOOK_URL")
+    if webhook and cfg.ops.notify_block:
+        # The URL (it may carry a token) goes into a Prefect block, never into a parameter or a log line.
+        deploy.save_webhook_block(cfg.ops.notify_block.split("/", 1)[-1], webhook)
+        typer.echo(f"notifications: block {cfg.ops.notify_block} saved from TEXTCLF_WEBHOOK_URL")
+    if work_pool:
+        for dep_id in deploy.deploy_to_pool(cfg, work_pool):
+            typer.echo(f"deployment {dep_id} registered for work pool {work_pool}")
+        return
+    deploy.serve_deployments(cfg, limit=limit)
+
+
+SPLITS_DIR, DVC_DIR = Path("outputs/dvc/data/splits"), Path("outputs/dvc")
+
+
+@app.command()
+def augment(
+    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf ingest`.")] = SPLITS_DIR,
+    out: Annotated[Path, typer.Option(help="Folder for OUT/augmented (splits) and OUT/augment (report).")] = DVC_DIR,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Augment the training split of saved splits (synonyms, back-translation); validation and test stay as they are."""
+    from datasets import load_from_disk
+
+    from textclf import stages
+
+    cfg = _config(config, overrides)
+    labels = load_from_disk(str(data))["train"].features["label"].names
+    ref, report = stages.augment(cfg, stages.DataRef(str(data), "", {}, labels), out)
+    typer.echo(report.markdown())
+    typer.echo(f"\naugmented splits: {ref.path} {ref.rows}")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
@@ -168,7 +449,8 @@ def main() -> None:
     except Exception as err:  # click usage errors carry their own exit codes
         import click
 
-        if isinstance(err, click.ClickException):
+        # typer >= 0.29 vendors click: its usage errors are TyperException, not click.ClickException.
+        if isinstance(err, click.ClickException | typer.TyperException) and hasattr(err, "show"):
             err.show()
             sys.exit(err.exit_code)
         raise

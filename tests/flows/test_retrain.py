@@ -1,0 +1,79 @@
+"""The whole `retrain` flow under Prefect's test harness, a real MLflow sqlite store, a tiny model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def flow_run(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
+    from flows.retrain import retrain
+    from textclf.config import build_config
+
+    out = tmp_path_factory.mktemp("flow")
+    tree = {
+        "output_dir": str(out / "outputs"),
+        "data": {"source": str(rows_csv), "seed": 1},
+        "train": {"model": str(tiny_model), "epochs": 2, "batch_size": 16, "learning_rate": 1e-3,
+                  "max_length": 64, "logging_steps": 2, "checkpoint_steps": 5},
+        "validate": {"max_duplicate_rate": 0.2},
+        "augment": {"enabled": False},
+        "distill": {"enabled": False},
+    }
+    cfg = build_config(tree)
+    (out / "cfg.yaml").write_text(yaml.safe_dump(tree))
+    return cfg, retrain(cfg), out
+
+
+def test_one_mlflow_run_with_config_params_curve_and_metrics(flow_run):
+    cfg, summary, _ = flow_run
+    client = MlflowClient(cfg.mlflow_uri())
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_id == summary["mlflow_run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "2.0" and run.data.params["data.source"] == cfg.data.source
+    assert len(run.data.params) >= len(cfg.flat()) - 5
+    for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    curve = client.get_metric_history(run.info.run_id, "train_loss")
+    assert len(curve) >= 3 and curve[0].step < curve[-1].step
+    assert run.data.tags["prefect.flow_run_id"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model", "config.yaml"} <= artifacts
+
+
+def test_model_is_logged_loadable_and_registered_as_champion(flow_run):
+    cfg, summary, _ = flow_run
+    client = MlflowClient(cfg.mlflow_uri(), registry_uri=cfg.mlflow_uri())
+    champion = client.get_model_version_by_alias(cfg.registry.model_name, cfg.registry.champion_alias)
+    assert champion.run_id == summary["mlflow_run_id"]
+    assert str(summary["registry"]["version"]) == str(champion.version)
+    files = {a.path for a in client.list_artifacts(champion.run_id, "model/artifacts/classifier")}
+    assert "model/artifacts/classifier/model.safetensors" in files
+    assert "model/artifacts/classifier/tokenizer.json" in files
+
+
+def test_predict_cli_prints_a_label_per_text(flow_run):
+    cfg, _, out = flow_run
+    texts = ["a moving, beautifully acted film", "tedious and far too long", "fine"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "textclf", "predict", "--config", str(out / "cfg.yaml"), *texts],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(texts)
+    for line, text in zip(lines, texts):
+        label, score, echoed = line.split("\t")
+        assert label in {"negative", "positive"} and 0.5 <= float(score) <= 1.0 and echoed == text
