@@ -21,8 +21,13 @@ def plain_trainer(split_dir: str, model_path: str, out_dir: Path) -> tuple[float
     """The reference script, as a user would write it from the transformers docs."""
     import numpy as np
     from datasets import load_from_disk
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     started = time.perf_counter()
     splits = load_from_disk(split_dir)

@@ -59,7 +59,7 @@ def predict(
     import pandas as pd
 
     out = classifier.predict(pd.DataFrame({"text": texts}))
-    for text, label, score in zip(texts, out["label"], out["score"]):
+    for text, label, score in zip(texts, out["label"], out["score"], strict=True):
         typer.echo(f"{label}\t{score:.4f}\t{text}")
 
 
@@ -83,8 +83,8 @@ def train(
         result = stages.train(cfg, ref, out, mlflow_run_id)
         typer.echo(json.dumps(result.__dict__, indent=2))
         return
-    from textclf.train.finetune import run_training
     from textclf.tracking import FanoutSink, JsonlSink, MlflowSink
+    from textclf.train.finetune import run_training
 
     sinks = [JsonlSink(out / "metrics.jsonl")]
     if mlflow_run_id:

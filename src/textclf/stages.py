@@ -21,8 +21,8 @@ from textclf.data.split import split_stratified
 from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 from textclf.evaluate import EvalReport, evaluate_model
-from textclf.train.finetune import TrainResult
 from textclf.train.distill import lineage_tags as student_lineage  # noqa: F401 (flows use it)
+from textclf.train.finetune import TrainResult
 from textclf.train.launch import launch_training
 
 

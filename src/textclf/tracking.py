@@ -43,8 +43,9 @@ class MlflowSink:
         self.run_id = run_id
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(key=k, value=float(v), timestamp=now, step=step) for k, v in metrics.items()]

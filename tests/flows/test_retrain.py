@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
+
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,11 @@ def test_model_is_logged_loadable_and_registered_as_champion(flow_run):
     champion = client.get_model_version_by_alias(cfg.registry.model_name, cfg.registry.champion_alias)
     assert champion.run_id == summary["mlflow_run_id"]
     assert str(summary["registry"]["version"]) == str(champion.version)
-    files = {a.path for a in client.list_artifacts(champion.run_id, "model/artifacts/classifier")}
-    assert "model/artifacts/classifier/model.safetensors" in files
-    assert "model/artifacts/classifier/tokenizer.json" in files
+    # pyfunc artifacts: model/MLmodel + model/artifacts/<classifier folder>/{safetensors, tokenizer, config}
+    (folder,) = [a.path for a in client.list_artifacts(champion.run_id, "model/artifacts") if a.is_dir]
+    files = {Path(a.path).name for a in client.list_artifacts(champion.run_id, folder)}
+    assert {"model.safetensors", "tokenizer.json", "config.json"} <= files
+    assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(champion.run_id, "model")}
 
 
 def test_predict_cli_prints_a_label_per_text(flow_run):
@@ -74,6 +78,6 @@ def test_predict_cli_prints_a_label_per_text(flow_run):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == len(texts)
-    for line, text in zip(lines, texts):
+    for line, text in zip(lines, texts, strict=True):
         label, score, echoed = line.split("\t")
         assert label in {"negative", "positive"} and 0.5 <= float(score) <= 1.0 and echoed == text

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
 from textclf.config import PipelineConfig, build_config, flatten, load_config
 from textclf.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_params_yaml_equals_the_defaults():
