@@ -81,3 +81,28 @@ def tiny_config(tmp_path, tiny_model, rows_csv):
         "augment": {"enabled": False},
         "distill": {"enabled": False},
     })
+
+
+# Real 200-row splits and an untrained tiny classifier folder, shared by evaluation and promotion tests.
+@pytest.fixture(scope="session")
+def splits_dir(tmp_path_factory, rows_csv):
+    from textclf import stages
+    from textclf.config import build_config
+
+    out = tmp_path_factory.mktemp("splits")
+    cfg = build_config({"data": {"source": str(rows_csv), "seed": 1}})
+    return stages.split(cfg, stages.ingest(cfg, out), out).path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory, tiny_model):
+    import torch
+
+    from textclf.modeling import load_classifier
+
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(str(tiny_model), ["negative", "positive"])
+    dest = tmp_path_factory.mktemp("tiny-clf")
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest

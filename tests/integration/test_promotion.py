@@ -24,29 +24,6 @@ FAST_EVAL = {"latency_samples": 5, "throughput_texts": 32, "mistakes_top_k": 5, 
 
 
 @pytest.fixture(scope="module")
-def splits_dir(tmp_path_factory, rows_csv):
-    from textclf import stages
-
-    out = tmp_path_factory.mktemp("splits")
-    cfg = build_config({"data": {"source": str(rows_csv), "seed": 1}})
-    return stages.split(cfg, stages.ingest(cfg, out), out).path
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory, tiny_model):
-    import torch
-
-    from textclf.modeling import load_classifier
-
-    torch.manual_seed(0)
-    model, tokenizer = load_classifier(str(tiny_model), ["negative", "positive"])
-    dest = tmp_path_factory.mktemp("tiny-clf")
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
 def real_report(tiny_classifier, splits_dir) -> EvalReport:
     from textclf.config import EvalConfig
 

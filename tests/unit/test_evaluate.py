@@ -101,25 +101,3 @@ def test_evaluate_model_on_tiny_real_model(tiny_classifier, splits_dir):
     assert len(report.mistakes) <= 4
 
 
-@pytest.fixture(scope="module")
-def splits_dir(tmp_path_factory, rows_csv):
-    from textclf import stages
-    from textclf.config import build_config
-
-    out = tmp_path_factory.mktemp("splits")
-    cfg = build_config({"data": {"source": str(rows_csv), "seed": 1}})
-    return stages.split(cfg, stages.ingest(cfg, out), out).path
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory, tiny_model):
-    import torch
-
-    from textclf.modeling import load_classifier
-
-    torch.manual_seed(0)
-    model, tokenizer = load_classifier(str(tiny_model), ["negative", "positive"])
-    dest = tmp_path_factory.mktemp("tiny-clf")
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
