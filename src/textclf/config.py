@@ -389,7 +389,8 @@ class TrackingConfig(_Section):
         description="MLflow tracking URI; empty: a sqlite store in <output_dir>/mlflow.db.",
     )
     artifact_location: str | None = Field(
-        None, description="Artifact root for a new experiment; empty: <output_dir>/mlartifacts."
+        None, description="Artifact root for a new experiment; empty: <output_dir>/mlartifacts with the local "
+        "store, the server's own default with an http(s) tracking server."
     )
     experiment: str = Field("textclf", min_length=1, description="MLflow experiment name.")
 
@@ -457,9 +458,13 @@ class PipelineConfig(_Section):
             return self.tracking.tracking_uri
         return f"sqlite:///{(self.output_path / 'mlflow.db').resolve()}"
 
-    def artifact_root(self) -> str:
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: the configured location; a folder beside the local
+        store; or None for a remote tracking server, which then applies its own (proxied) default."""
         if self.tracking.artifact_location:
             return self.tracking.artifact_location
+        if self.tracking.tracking_uri and self.tracking.tracking_uri.split(":", 1)[0] in {"http", "https", "databricks"}:
+            return None
         return (self.output_path / "mlartifacts").resolve().as_uri()
 
 

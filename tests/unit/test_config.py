@@ -119,3 +119,12 @@ def test_schema_is_what_the_prefect_form_renders():
     train = schema["$defs"]["TrainConfig"]["properties"]
     assert train["epochs"]["exclusiveMinimum"] == 0
     assert "description" in train["learning_rate"]
+
+
+def test_artifact_root_local_store_remote_server_and_explicit(tmp_path):
+    local = build_config({"output_dir": str(tmp_path)})
+    assert local.artifact_root() == (tmp_path / "mlartifacts").resolve().as_uri()
+    remote = build_config({"output_dir": str(tmp_path), "tracking": {"tracking_uri": "http://mlflow:5000"}})
+    assert remote.artifact_root() is None  # the server's proxied default, not a path on this machine
+    explicit = build_config({"tracking": {"tracking_uri": "http://mlflow:5000", "artifact_location": "s3://b/x"}})
+    assert explicit.artifact_root() == "s3://b/x"
