@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from textclf.config import PACKAGED_MODEL
-from textclf.errors import ModelNotFound
+from textclf.errors import ConfigError, ModelNotFound
+from textclf.pooling import PREFIX as MEAN_POOLING_PREFIX
+from textclf.pooling import mean_pooling_class
 from textclf.settings import hub_offline, packaged_model_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -41,27 +45,82 @@ def resolve_model(reference: str) -> str:
     return reference
 
 
-def load_classifier(reference: str, labels: list[str]) -> tuple[PreTrainedModel, object]:
-    """Model with a classification head sized and named for `labels`, plus its tokenizer."""
+def checkpoint_pooling(location: str) -> str | None:
+    """How a sentence-transformers checkpoint pools tokens ('mean', 'cls', ...); None for other models."""
+    def read(name: str) -> str | None:
+        path = Path(location) / name
+        if path.is_file():
+            return path.read_text()
+        if Path(location).is_dir():
+            return None
+        try:  # a hub id: sentence-transformers metadata is two small files
+            from huggingface_hub import hf_hub_download
+            return Path(hf_hub_download(location, name)).read_text()
+        except Exception:  # not a sentence-transformers repo, or offline
+            return None
+
+    modules = read("modules.json")
+    if not modules:
+        return None
+    for module in json.loads(modules):
+        if module.get("type", "").endswith("Pooling"):
+            pooling = read(f"{module.get('path', '1_Pooling')}/config.json")
+            if pooling:
+                modes = json.loads(pooling)
+                return next((m.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                             for m, on in modes.items() if m.startswith("pooling_mode_") and on), None)
+    return None
+
+
+def choose_pooling(location: str, model_type: str, requested: str) -> str:
+    """'mean' or 'model' (the architecture's own head) for `requested` in auto/mean/model."""
+    if model_type.startswith(MEAN_POOLING_PREFIX):
+        return "model"  # already a mean-pooling classifier (fine-tuned by textclf)
+    supported = mean_pooling_class(model_type) is not None
+    if requested == "mean" and not supported:
+        raise ConfigError(f"train.pooling=mean: no mean-pooling head for {model_type!r} models "
+                          "(bert, mpnet, roberta, xlm-roberta); use train.pooling=model")
+    if requested == "auto":
+        return "mean" if supported and checkpoint_pooling(location) == "mean" else "model"
+    return requested
+
+
+def load_classifier(reference: str, labels: list[str], pooling: str = "auto") -> tuple[PreTrainedModel, object]:
+    """Model with a classification head sized and named for `labels`, plus its tokenizer.
+
+    pooling: 'auto' = mean of the token vectors for sentence-transformers checkpoints that were
+    trained that way (textclf.pooling), else the architecture's own head; 'mean' or 'model' force it.
+    """
     location = resolve_model(reference)
     id2label = dict(enumerate(labels))
+    kwargs = dict(num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                  ignore_mismatched_sizes=True, use_safetensors=True, trust_remote_code=False)
     try:
         # Weights load from safetensors only (a pickle can run code) and never with the repo's own code.
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            location,
-            num_labels=len(labels),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,
-            use_safetensors=True,
-            trust_remote_code=False,
-        )
+        model_type = AutoConfig.from_pretrained(location, trust_remote_code=False).model_type
+        if choose_pooling(location, model_type, pooling) == "mean":
+            with quiet_transformers():  # "a model of type bert to instantiate textclf-mean-bert": intended
+                model = mean_pooling_class(model_type).from_pretrained(location, **kwargs)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelNotFound(f"train.model {reference!r} could not be loaded (textclf loads safetensors weights "
                             f"only; convert a pickle checkpoint with save_pretrained): {first}") from None
     return model, tokenizer
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 @dataclass

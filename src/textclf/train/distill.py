@@ -115,7 +115,7 @@ def prepare_distillation(cfg: PipelineConfig, data_dir: str, run_dir: Path, trai
     n_teacher = json.loads((teacher_dir / "config.json").read_text())["num_hidden_layers"]
     if cfg.distill.student_model:
         student, kind = cfg.distill.student_model, "pretrained"
-        model, _ = load_classifier(student, labels)
+        model, _ = load_classifier(student, labels, cfg.train.pooling)
         layer_map = uniform_layer_map(model.config.num_hidden_layers, n_teacher)
         del model
     else:
@@ -220,7 +220,7 @@ def _run(cfg: PipelineConfig, data_dir: Path, run_dir: Path, cache_dir: Path, si
     labels = splits["train"].features["label"].names
     init_distributed(cfg.train.ddp_timeout_s)
     set_seed(cfg.train.seed)  # a pretrained student's fresh head is drawn here
-    student, tokenizer = load_classifier(plan.student, labels)
+    student, tokenizer = load_classifier(plan.student, labels, cfg.train.pooling)
     teacher = _live_teacher(plan, student, tokenizer) if dcfg.hidden_mse > 0 else None
     train_cfg = cfg.train.model_copy(update={"epochs": dcfg.epochs, "learning_rate": dcfg.learning_rate,
                                              "batch_size": dcfg.batch_size})

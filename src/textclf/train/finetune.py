@@ -354,7 +354,7 @@ def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Pa
     labels = splits["train"].features["label"].names
     init_distributed(cfg.ddp_timeout_s)
     set_seed(cfg.seed)  # the fresh classification head is drawn here, before the Trainer seeds
-    model, tokenizer = load_classifier(cfg.model, labels)
+    model, tokenizer = load_classifier(cfg.model, labels, cfg.pooling)
     # Sequence-classification heads return a per-batch mean and ignore `num_items_in_batch`; left
     # to guess, the Trainer would treat it as a sum: multiply it by the world size (DDP) and skip
     # the division by grad_accum_steps, so gradients (and logged losses) would grow with both and
