@@ -214,6 +214,13 @@ class TrainConfig(_Section):
             "folder in Hugging Face format, or a hub id such as 'bert-base-uncased'."
         ),
     )
+    pooling: Literal["auto", "mean", "model"] = Field(
+        "auto",
+        description="Text vector the classifier reads: 'mean' = mean of the token vectors (how "
+        "sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained), 'model' = the "
+        "architecture's own head ([CLS] + pooler); 'auto' = 'mean' for sentence-transformers mean-pooling "
+        "checkpoints, else 'model'.",
+    )
     epochs: float = Field(1.0, gt=0, le=100, description="Training epochs (fractions allowed).")
     learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate of AdamW.")
     batch_size: int = Field(32, ge=1, le=4096, description="Per-device training batch size.")
@@ -319,6 +326,13 @@ class DistillConfig(_Section):
     teacher_batch_size: int = Field(128, ge=1, le=8192, description="Batch size for computing teacher logits.")
     report_latency_texts: int = Field(
         100, ge=10, description="Test texts timed one by one for the p50/p95 batch-1 latency report."
+    )
+    onnx_export: bool = Field(
+        True,
+        description="Also export the student to ONNX (model.onnx beside its weights, so it ships with the "
+        "registered model), check it against the torch model on test texts (max absolute logit "
+        "difference <= 1e-3, else the run fails) and add its onnxruntime CPU latency/throughput to the "
+        "distillation report. Needs onnxruntime, onnx and onnxscript.",
     )
 
     @model_validator(mode="after")
