@@ -4,7 +4,7 @@ Reference: MiniLM-L6, one epoch, dynamic padding, batch 32, lr 5e-5, default Tra
 Ours: the pipeline's `train` + `evaluate` stages with the default config (torchrun launch included).
 Both train on the same train split of the full corpus and are scored on the same held-out test split.
 
-    .venv/bin/python bench/quality.py [--max-rows N]
+    .venv/bin/python bench/quality.py [--max-rows N] [--set train.epochs=2 ...]
 """
 
 from __future__ import annotations
@@ -58,15 +58,18 @@ def ours(cfg, data, out_dir: Path) -> tuple[float, float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-rows", type=int, default=None, help="Subsample the corpus (quick check).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Config override for our arm, as in `textclf run --set` (e.g. train.epochs=2).")
     args = parser.parse_args()
 
     from textclf import stages
-    from textclf.config import build_config
+    from textclf.config import apply_overrides, build_config
     from textclf.settings import packaged_model_path
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         tmp = Path(tmp)
-        cfg = build_config({"output_dir": str(tmp / "outputs"), "data": {"max_rows": args.max_rows}})
+        cfg = build_config(apply_overrides({"output_dir": str(tmp / "outputs"), "data": {"max_rows": args.max_rows}},
+                                           args.overrides))
         raw = stages.ingest(cfg, tmp)
         data = stages.split(cfg, raw, tmp)
         print(f"split sizes {data.rows}", flush=True)
