@@ -38,7 +38,8 @@ def evaluate_student(cfg: PipelineConfig, student: stages.DistillOutcome, data: 
     tracking.log_metrics(cfg, student.mlflow_run_id, {**evaluation.prefixed(), **metrics})
     tracking.log_metrics(cfg, parent_run_id, {f"distill_{k}": v for k, v in metrics.items()})
     tracking.log_artifacts(cfg, student.mlflow_run_id, out / "distill_report.json")
+    onnx = "; student (onnx): model.onnx beside the student's weights, run by onnxruntime" if report.onnx else ""
     create_table_artifact(report.rows(), key="distillation-report",
-                          description=f"teacher vs student on {report.n_test} test texts (CPU timings)")
+                          description=f"teacher vs student on {report.n_test} test texts (CPU timings){onnx}")
     get_run_logger().info("distillation: %s", {k: round(v, 4) for k, v in metrics.items()})
     return evaluation

@@ -33,3 +33,7 @@ class ModelNotFound(TextclfError):
 
 class AugmentSetupError(TextclfError):
     """A missing augmentation resource (WordNet, a tagger, a translation backend)."""
+
+
+class ExportFailed(TextclfError):
+    """A model export (ONNX) that failed or does not match the torch model."""

@@ -46,8 +46,17 @@ def test_student_is_registered_with_lineage_to_the_teacher_version(flow_run):
     run = client.get_run(version.run_id)
     assert run.data.tags["mlflow.parentRunId"] == summary["mlflow_run_id"]
     for key in ("test_accuracy", "teacher_accuracy", "student_accuracy", "agreement", "student_params",
-                "student_latency_p95_ms", "student_throughput_b32"):
+                "student_latency_p95_ms", "student_throughput_b32", "student_onnx_parity_max_abs_diff",
+                "student_onnx_latency_p95_ms"):
         assert key in run.data.metrics, key
+    # The ONNX export sits beside the weights, so the registered student ships it.
+    def files(path: str) -> set[str]:
+        found = set()
+        for f in client.list_artifacts(run.info.run_id, path):
+            found |= files(f.path) if f.is_dir else {Path(f.path).name}
+        return found
+
+    assert {"model.onnx", "model.safetensors", "MLmodel"} <= files("model")
     assert run.data.metrics["student_params"] < run.data.metrics["teacher_params"]
     parent = client.get_run(summary["mlflow_run_id"])
     assert "distill_agreement" in parent.data.metrics

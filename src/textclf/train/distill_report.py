@@ -7,6 +7,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ from datasets import load_from_disk
 from textclf.evaluate import classification_metrics
 from textclf.modeling import load_trained, predict_proba
 from textclf.train.student import count_parameters
+
+if TYPE_CHECKING:
+    from textclf.train.onnx_export import OnnxProfile
 
 
 @dataclass
@@ -34,6 +38,7 @@ class DistillReport:
     student: ModelProfile
     agreement: float  # share of test texts where both predict the same class
     n_test: int
+    onnx: OnnxProfile | None = None  # the student exported to ONNX, run by onnxruntime (distill.onnx_export)
 
     def metrics(self) -> dict[str, float]:
         """Flat metric names for MLflow: teacher_accuracy, student_latency_p50_ms, ..., agreement."""
@@ -41,6 +46,10 @@ class DistillReport:
                for k, v in asdict(getattr(self, who)).items()}
         out["agreement"] = self.agreement
         out["speedup_b32"] = self.student.throughput_b32 / self.teacher.throughput_b32
+        if self.onnx is not None:
+            out.update({f"student_onnx_{k}": float(getattr(self.onnx, k)) for k in ONNX_MEASURES})
+            out["student_onnx_parity_max_abs_diff"] = self.onnx.parity_max_abs_diff
+            out["student_onnx_export_s"] = self.onnx.export_s
         return out
 
     def rows(self) -> list[dict]:
@@ -50,12 +59,21 @@ class DistillReport:
                  "student/teacher": f"{s[k] / t[k]:.3f}" if t[k] else "n/a"} for k in t]
         rows.append({"measure": "agreement", "teacher": "", "student": f"{self.agreement:.4f}",
                      "student/teacher": ""})
+        if self.onnx is not None:  # one more column: the same student run by onnxruntime
+            for row in rows:
+                k = row["measure"]
+                row["student (onnx)"] = _fmt(getattr(self.onnx, k)) if k in ONNX_MEASURES else ""
+            rows.append({"measure": "onnx max |logit diff| vs torch", "teacher": "", "student": "",
+                         "student/teacher": "", "student (onnx)": f"{self.onnx.parity_max_abs_diff:.2e}"})
         return rows
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**asdict(self), "metrics": self.metrics()}, indent=2))
         return path
+
+
+ONNX_MEASURES = ("size_mb", "latency_p50_ms", "latency_p95_ms", "throughput_b32")
 
 
 def _fmt(value) -> str:
@@ -114,10 +132,18 @@ def profile(model_dir: Path, texts: list[str], labels: list[int], max_length: in
 
 
 def compare_teacher_student(teacher_dir: Path, student_dir: Path, data_dir: Path, split: str = "test",
-                            max_length: int = 128, latency_texts: int = 100) -> DistillReport:
-    """Both models on the same split, one after the other in this process (CPU timings)."""
+                            max_length: int = 128, latency_texts: int = 100, onnx: bool = False) -> DistillReport:
+    """Both models on the same split, one after the other in this process (CPU timings).
+
+    With `onnx`, the student is also exported to `student_dir/model.onnx`, checked and timed.
+    """
     dataset = load_from_disk(str(data_dir))[split]
     texts, labels = list(dataset["text"]), list(dataset["label"])
     teacher, t_preds = profile(teacher_dir, texts, labels, max_length, latency_texts)
     student, s_preds = profile(student_dir, texts, labels, max_length, latency_texts)
-    return DistillReport(teacher, student, float((t_preds == s_preds).mean()), len(texts))
+    onnx_profile = None
+    if onnx:
+        from textclf.train.onnx_export import export_and_profile
+
+        onnx_profile = export_and_profile(Path(student_dir), texts, max_length, latency_texts)
+    return DistillReport(teacher, student, float((t_preds == s_preds).mean()), len(texts), onnx_profile)

@@ -197,3 +197,6 @@ def test_distill_stage_runs_under_torchrun_and_reports(tiny_config, splits, teac
     assert report.student.latency_p95_ms >= report.student.latency_p50_ms > 0
     assert {r["measure"] for r in report.rows()} >= {"accuracy", "macro_f1", "throughput_b32", "agreement"}
     assert (tmp_path / "distill_report.json").is_file()
+    # distill.onnx_export (on by default): model.onnx beside the student's weights, checked against torch.
+    assert report.onnx.path == str(Path(outcome.model_dir) / "model.onnx")
+    assert report.onnx.parity_max_abs_diff <= 1e-3 and report.onnx.throughput_b32 > 0
