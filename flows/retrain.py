@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.states import Completed
 
+from flows.augment_fan_out import fan_out_translations
 from tasks.augment import ablation, augment
 from tasks.distill import distill, evaluate_student
 from tasks.evaluate import evaluate
@@ -41,6 +42,8 @@ def retrain(config: PipelineConfig = PipelineConfig()) -> dict:
         data = split(config, raw, out)
         lineage = record_lineage(config, run_id, data)  # git, DVC md5, digests, flow run
         data = validate(config, data, out, run_id)  # quarantine mode: the rows that passed
+        if config.augment.enabled and config.augment.backtranslate.fan_out == "dask":
+            fan_out_translations(config, data)  # chunks over Dask into the cache the augment task reads
         clean, data = data, augment(config, data, out, run_id)  # only the train split grows
         trained = train(config, data, out, run_id)
         report = evaluate(config, trained.model_dir, data, out, run_id, trained.val_metrics)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import DEFAULT
+from prefect.cache_policies import DEFAULT, NO_CACHE
 
 from textclf import stages, tracking
-from textclf.config import PipelineConfig
+from textclf.augment import fan_out
+from textclf.augment.backtranslate import roundtrip_chunk
+from textclf.config import AugmentConfig, PipelineConfig
 from textclf.evaluate import EvalReport
 from textclf.train.finetune import TrainResult
 
@@ -55,3 +57,25 @@ def ablation(cfg: PipelineConfig, clean: stages.DataRef, out_dir: Path, run_id: 
         f"\n\nPromotion candidate: **{'augmented' if keep_augmented else 'without augmentation'}** "
         "(higher validation accuracy).", key="augmentation-ablation")
     return (trained, report) if keep_augmented else (base, base_report)
+
+
+# Fan-out (augment.backtranslate.fan_out=dask, flows/augment_fan_out.py): find, translate, store.
+@task(name="translation-chunks", cache_policy=NO_CACHE)
+def translation_chunks(cfg: PipelineConfig, data: stages.DataRef) -> list[list[str]]:
+    """The texts to back-translate that the cache lacks, in chunks of backtranslate.chunk_size."""
+    chunks = fan_out.pending_chunks(cfg, data.path)
+    get_run_logger().info("back-translation fan-out: %d sentences in %d chunks", sum(map(len, chunks)), len(chunks))
+    return chunks
+
+
+@task(name="translate-chunk", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def translate_chunk(cfg: AugmentConfig, texts: list[str]) -> list[tuple[str, str]]:
+    """Round trips of one chunk, on whichever worker runs it: (cache key, output) pairs."""
+    return roundtrip_chunk(cfg, texts)
+
+
+@task(name="store-translations", cache_policy=NO_CACHE)
+def store_translations(cfg: PipelineConfig, chunks: list[list[tuple[str, str]]]) -> int:
+    n = fan_out.store_translations(cfg, chunks)
+    get_run_logger().info("stored %d translations in %s", n, fan_out.cache_path(cfg))
+    return n

@@ -88,9 +88,10 @@ def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, log_line=print) -
     from textclf.settings import cpu_threads
 
     splits = load_from_disk(data.path)
-    cache_dir = Path(cfg.augment.cache_dir) if cfg.augment.cache_dir else cfg.output_path / "cache" / "augment"
+    from textclf.augment.fan_out import cache_path
+
     predict_proba, note = label_filter_for(cfg, Path(out_dir) / "label_filter_model")
-    with AugmentCache(cache_dir / "outputs.sqlite") as cache:
+    with AugmentCache(cache_path(cfg)) as cache:  # a Dask fan-out (flows/augment_fan_out.py) filled it
         augmented, report = augment_train_split(splits, cfg.augment, cache, threads=cpu_threads(),
                                                 predict_proba=predict_proba, log=log_line)
     if note:
@@ -168,10 +169,12 @@ def student_config(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def distill_report(cfg: PipelineConfig, teacher_dir: str, student_dir: str, data: DataRef, out_dir: Path):
-    """Teacher vs student on the test split (quality, size, CPU latency/throughput, agreement)."""
+    """Teacher vs student on the test split (quality, size, CPU latency/throughput, agreement); with
+    `distill.onnx_export`, the student's `model.onnx` is written beside its weights, checked and timed too."""
     from textclf.train.distill_report import compare_teacher_student
 
     report = compare_teacher_student(Path(teacher_dir), Path(student_dir), Path(data.path), "test",
-                                     cfg.train.max_length, cfg.distill.report_latency_texts)
+                                     cfg.train.max_length, cfg.distill.report_latency_texts,
+                                     onnx=cfg.distill.onnx_export)
     report.write(Path(out_dir) / "distill_report.json")
     return report

