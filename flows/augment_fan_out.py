@@ -11,7 +11,6 @@ from prefect import flow, unmapped
 
 from tasks.augment import store_translations, translate_chunk, translation_chunks
 from textclf.config import PipelineConfig
-from textclf.settings import cpu_threads
 from textclf.stages import DataRef
 
 
@@ -30,8 +29,9 @@ def dask_task_runner(config: PipelineConfig):
     bt = config.augment.backtranslate
     if bt.dask_address:
         return DaskTaskRunner(address=bt.dask_address)
-    workers = bt.dask_workers or cpu_threads()
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+    # One single-threaded worker process per core unless dask_workers says otherwise (Dask's default count).
+    sizing = {"n_workers": bt.dask_workers} if bt.dask_workers else {}
+    return DaskTaskRunner(cluster_kwargs={**sizing, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None})
 
 

@@ -21,7 +21,10 @@ from textclf.config import PipelineConfig
 from textclf.stages import run_dir, student_config, student_lineage
 
 
-@flow(name="retrain", log_prints=True, validate_parameters=True, on_failure=[notify_failure],
+# log_prints stays off: tasks log through Prefect's logger, and Prefect's print patch would swallow the
+# stdout that dill captures from dis.dis() when `datasets` hashes a function (bytecode in the task logs,
+# and dill then finds no globals for the fingerprint).
+@flow(name="retrain", log_prints=False, validate_parameters=True, on_failure=[notify_failure],
       on_crashed=[notify_failure])
 def retrain(config: PipelineConfig = PipelineConfig()) -> dict:
     """Retrain the text classifier on the configured data; register it and promote it if it is better."""

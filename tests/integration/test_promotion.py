@@ -44,7 +44,8 @@ def empty_store(tmp_path_factory):
 def cfg(tmp_path, empty_store):
     (tmp_path / "outputs").mkdir()
     shutil.copy(empty_store, tmp_path / "outputs" / "mlflow.db")
-    return build_config({"output_dir": str(tmp_path / "outputs"), "train": {"eval_batch_size": 16, "max_length": 64},
+    return build_config({"output_dir": str(tmp_path / "outputs"), "augment": {"enabled": False},
+                         "train": {"eval_batch_size": 16, "max_length": 64},
                          "evaluate": FAST_EVAL, "registry": {"lock_timeout_s": 60}})
 
 

@@ -50,7 +50,9 @@ def test_flows_only_compose_tasks():
             continue
         for name in _imports(path):
             top = name.split(".")[0]
-            assert top in {"__future__", "prefect", "tasks", "textclf"}, f"{path.name} imports {name}"
+            # flows may run other flows as sub-flows and pick a task runner (prefect_dask).
+            assert top in {"__future__", "prefect", "prefect_dask", "tasks", "flows", "textclf"}, \
+                f"{path.name} imports {name}"
             if top == "textclf":
                 assert name in {"textclf.config", "textclf.stages"}, f"{path.name} reaches into {name}"
 
