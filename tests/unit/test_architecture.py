@@ -66,3 +66,13 @@ def test_tasks_are_thin():
             ):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 40, f"{path.name}:{node.name} is {length} lines; move logic into src/textclf"
+
+
+def test_flows_leave_print_alone():
+    """Prefect's log_prints patches print(), which swallows the stdout that dill captures from dis.dis()
+    while `datasets` fingerprints a function (bytecode lands in the task logs, the fingerprint loses its
+    globals). Tasks log through Prefect's logger instead."""
+    from flows.augment_fan_out import translate_fan_out
+    from flows.retrain import retrain
+
+    assert not retrain.log_prints and not translate_fan_out.log_prints
