@@ -116,14 +116,30 @@ def validate(
 ) -> None:
     """Run the data gate on saved splits (report in OUT/validation); exits non-zero when it fails.
 
-    In quarantine mode the rows that passed are saved to OUT/validated when any were dropped.
+    The data to train on goes to OUT/validated: in quarantine mode without the rows that failed.
     """
     from textclf import stages
 
     cfg = _config(config, overrides)
     kept, report = stages.validate(cfg, stages.DataRef(str(data), "", {}, []), out)
     typer.echo(report.markdown())
-    typer.echo(f"\ndata to train on: {kept.path}")
+    target = out / "validated"
+    if Path(kept.path).resolve() != target.resolve():  # nothing dropped: the same rows, for the next stage
+        _copy_splits(data, target)
+    typer.echo(f"\ndata to train on: {target}")
+
+
+def _copy_splits(source: Path, target: Path) -> None:
+    """Saved splits at `target` equal to those at `source`, written whole or not at all."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    load_from_disk(str(source)).save_to_disk(str(partial))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 @app.command()
@@ -413,12 +429,12 @@ def worker(
     deploy.serve_deployments(cfg, limit=limit)
 
 
-SPLITS_DIR, DVC_DIR = Path("outputs/dvc/data/splits"), Path("outputs/dvc")
+VALIDATED_DIR, DVC_DIR = Path("outputs/dvc/validated"), Path("outputs/dvc")
 
 
 @app.command()
 def augment(
-    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf ingest`.")] = SPLITS_DIR,
+    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf validate`.")] = VALIDATED_DIR,
     out: Annotated[Path, typer.Option(help="Folder for OUT/augmented (splits) and OUT/augment (report).")] = DVC_DIR,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -429,6 +445,10 @@ def augment(
     from textclf import stages
 
     cfg = _config(config, overrides)
+    if not cfg.augment.enabled:  # the DVC stage still hands the next one its data
+        _copy_splits(data, out / "augmented")
+        typer.echo(f"augmentation off (augment.enabled=false): splits copied unchanged to {out / 'augmented'}")
+        return
     labels = load_from_disk(str(data))["train"].features["label"].names
     ref, report = stages.augment(cfg, stages.DataRef(str(data), "", {}, labels), out)
     typer.echo(report.markdown())

@@ -255,6 +255,10 @@ class TrainConfig(_Section):
         "linear", description="Learning-rate schedule after warm-up."
     )
     weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
+    freeze_embeddings: bool = Field(
+        False, description="Keep the pretrained word-embedding matrix fixed: words the training set lacks keep "
+        "their pretrained vectors, and each step skips the gradient and optimizer update of the largest matrix.",
+    )
     group_by_length: bool = Field(
         True, description="Batch texts of similar length together so little compute goes to padding."
     )

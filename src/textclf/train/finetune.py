@@ -360,6 +360,8 @@ def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Pa
     # the division by grad_accum_steps, so gradients (and logged losses) would grow with both and
     # clipping would cut different steps than in one process.
     model.accepts_loss_kwargs = False
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
     args = training_arguments(cfg, run_dir)
     with args.main_process_first(desc="tokenize"):
         encoded, hits = tokenize_cached(DatasetDict(train=splits["train"], validation=splits["validation"]),

@@ -88,3 +88,21 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, splits_dir, tiny_model)
     assert result.tokens_real < result.tokens_padded <= 1.3 * result.tokens_real  # length grouping
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["global_step"] == 4
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_embeddings_keeps_the_word_vectors_and_trains_the_rest(tmp_path, splits_dir, tiny_model, freeze):
+    from safetensors.torch import load_file as load
+
+    cfg = build_config({"train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-2,
+                                  "max_length": 64, "checkpoint_steps": 100, "select_best": False,
+                                  "freeze_embeddings": freeze}}).train
+    assert run_training(cfg, splits_dir, tmp_path / "run", tmp_path / "cache") is not None
+    before = load(str(Path(tiny_model) / "model.safetensors"))
+    after = load(str(tmp_path / "run" / "model" / "model.safetensors"))
+    word = next(k for k in after if k.endswith("word_embeddings.weight"))
+    layer = next(k for k in after if k.endswith("attention.self.query.weight"))
+    before_word = before[next(k for k in before if k.endswith("word_embeddings.weight"))]
+    before_layer = before[next(k for k in before if k.endswith("attention.self.query.weight"))]
+    assert torch.equal(after[word], before_word) is freeze
+    assert not torch.equal(after[layer], before_layer)
