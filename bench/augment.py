@@ -115,23 +115,70 @@ def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int)
                       reference_repeats=repeats, ours_repeats=repeats)
 
 
-def bench_bergamot(loop_texts: list[str], par_texts: list[str], threads: int) -> dict:
+def length_matched_arms(texts: list[str]) -> tuple[list[str], list[str]]:
+    """Two disjoint arms with the same length profile: sorted by words, each neighbouring pair split
+    between the arms (the shorter one alternating), so neither arm gets the easier sentences."""
+    ordered = sorted(texts, key=lambda t: (len(t.split()), t))
+    a, b = [], []
+    for i in range(0, len(ordered) - 1, 2):
+        short, long_ = ordered[i], ordered[i + 1]
+        (a if i % 4 == 0 else b).append(short)
+        (b if i % 4 == 0 else a).append(long_)
+    return a, b
+
+
+def bench_bergamot(texts: list[str], threads: int, rounds: int = 2) -> dict:
+    """One sentence at a time vs over threads, on distinct length-matched sentences, interleaved in rounds
+    (loop, parallel, loop, parallel) so a machine that slows down mid-run slows both arms."""
     from textclf.augment.backtranslate import BackTranslator, BergamotTranslator
 
+    loop_texts, par_texts = length_matched_arms(texts)
     one, many = BergamotTranslator(threads=1), BergamotTranslator(threads=threads)
     one.translate(["Warm up."], "en", "pt")
     many.translate(["Warm up, too."], "en", "pt")
-    start = time.perf_counter()
-    BackTranslator(one, "en", "pt", cache=None, batch_size=64).roundtrip(loop_texts)
-    loop_s = time.perf_counter() - start
-    cpu, start = process_cpu_s(), time.perf_counter()
-    BackTranslator(many, "en", "pt", cache=None, batch_size=64).roundtrip(par_texts)
-    par_s = time.perf_counter() - start
-    cpu_per_wall = (process_cpu_s() - cpu) / par_s  # ~threads when the engine runs outside the GIL
+    loop_s = par_s = cpu_s = 0.0
+    for r in range(rounds):
+        start = time.perf_counter()
+        BackTranslator(one, "en", "pt", cache=None, batch_size=64).roundtrip(loop_texts[r::rounds])
+        loop_s += time.perf_counter() - start
+        cpu, start = process_cpu_s(), time.perf_counter()
+        BackTranslator(many, "en", "pt", cache=None, batch_size=64).roundtrip(par_texts[r::rounds])
+        par_s += time.perf_counter() - start
+        cpu_s += process_cpu_s() - cpu
     many.close()
+    words = [sum(len(t.split()) for t in arm) for arm in (loop_texts, par_texts)]
+    ceiling = two_process_loops(loop_texts, threads)  # fresh engines: their caches have not seen these
     return comparison(len(loop_texts) / loop_s, len(par_texts) / par_s, "round trips/s", True,
-                      threads=threads, parallel_cpu_per_wall=cpu_per_wall, engines="one per thread",
-                      note="distinct sentences per arm (the engine keeps an LRU cache)")
+                      threads=threads, parallel_cpu_per_wall=cpu_s / par_s,  # ~threads when outside the GIL
+                      engines="one per thread", rounds=rounds, words_per_arm=words,
+                      separate_processes_vs_loop=ceiling * loop_s / len(loop_texts),
+                      note="distinct, length-matched sentences per arm (the engine keeps an LRU cache); "
+                      "separate_processes_vs_loop: the same loop in `threads` processes at once, no shared "
+                      "Python at all: what the cores give when each runs its own engine (the ceiling)")
+
+
+def _process_loop(texts: list[str], barrier) -> float:
+    from textclf.augment.backtranslate import BackTranslator, BergamotTranslator
+
+    one = BergamotTranslator(threads=1)
+    one.translate(["Warm up."], "en", "pt")
+    barrier.wait(timeout=120)
+    start = time.perf_counter()
+    BackTranslator(one, "en", "pt", cache=None, batch_size=64).roundtrip(texts)
+    return time.perf_counter() - start
+
+
+def two_process_loops(texts: list[str], processes: int) -> float:
+    """Round trips/s of `processes` independent one-at-a-time loops started together."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        barrier = manager.Barrier(processes)
+        times = list(pool.map(_process_loop, [texts[i::processes] for i in range(processes)],
+                              [barrier] * processes))
+    return len(texts) / max(times)
 
 
 def process_cpu_s() -> float:
@@ -206,15 +253,14 @@ def main() -> None:
 
     threads = args.threads or cpu_threads()
     texts, extra = training_sentences(args.sentences, 5000)
-    bt_loop = extra[3000 : 3000 + args.bt_sentences]
-    bt_par = extra[3500 : 3500 + args.bt_sentences]
-    bt_cache = extra[4000 : 4000 + args.bt_sentences]
+    bt_pool = extra[3000 : 3000 + 2 * args.bt_sentences]  # split into two length-matched arms
+    bt_cache = extra[3000 + 2 * args.bt_sentences : 3000 + 3 * args.bt_sentences]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runs = {
             "synonym_vs_nlpaug": lambda: bench_synonyms(texts, extra, work, repeats=3),
-            "bergamot_parallel_vs_loop": lambda: bench_bergamot(bt_loop, bt_par, threads),
+            "bergamot_parallel_vs_loop": lambda: bench_bergamot(bt_pool, threads),
             "marian_batched_vs_loop": lambda: bench_marian(texts[: args.marian_sentences], texts + extra, work, 32, 32),
             "cached_vs_cold": lambda: bench_cache(bt_cache, work, threads),
         }
