@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, comparison, median_time, write_results  # noqa: E402
 
-
 ARMS = ("synonym_vs_nlpaug", "bergamot_parallel_vs_loop", "marian_batched_vs_loop", "cached_vs_cold")
 
 
