@@ -445,8 +445,17 @@ def augment(
     from textclf import stages
 
     cfg = _config(config, overrides)
-    if not cfg.augment.enabled:  # the DVC stage still hands the next one its data
+    if not cfg.augment.enabled:  # the DVC stage still hands the next one its data, and a report
+        from collections import Counter
+
+        from textclf.augment.report import AugmentReport
+
         _copy_splits(data, out / "augmented")
+        train_split = load_from_disk(str(out / "augmented"))["train"]
+        names = train_split.features["label"].names
+        rows = dict(sorted(Counter(names[i] for i in train_split["label"]).items()))
+        AugmentReport(rows_before=rows, rows_after=rows, notes=["augmentation off (augment.enabled=false)"]).write(
+            out / "augment")
         typer.echo(f"augmentation off (augment.enabled=false): splits copied unchanged to {out / 'augmented'}")
         return
     labels = load_from_disk(str(data))["train"].features["label"].names

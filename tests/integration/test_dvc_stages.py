@@ -74,3 +74,4 @@ def test_validate_and_augment_commands_hand_the_next_stage_its_splits(tmp_path, 
     copied = load_from_disk(str(tmp_path / "q" / "augmented"))
     assert {k: copied[k]["text"] for k in kept} == {k: kept[k]["text"] for k in kept}
     assert not list((tmp_path / "q").glob("*.partial"))
+    assert "augmentation off" in (tmp_path / "q" / "augment" / "augment_report.md").read_text()  # a DVC out
