@@ -12,6 +12,7 @@ from prefect.cache_policies import DEFAULT, NO_CACHE
 from textclf import stages, tracking
 from textclf.augment import fan_out
 from textclf.augment.backtranslate import roundtrip_chunk
+from textclf.augment.cache import cache_path
 from textclf.config import AugmentConfig, PipelineConfig
 from textclf.evaluate import EvalReport
 from textclf.train.finetune import TrainResult
@@ -77,5 +78,5 @@ def translate_chunk(cfg: AugmentConfig, texts: list[str]) -> list[tuple[str, str
 @task(name="store-translations", cache_policy=NO_CACHE)
 def store_translations(cfg: PipelineConfig, chunks: list[list[tuple[str, str]]]) -> int:
     n = fan_out.store_translations(cfg, chunks)
-    get_run_logger().info("stored %d translations in %s", n, fan_out.cache_path(cfg))
+    get_run_logger().info("stored %d translations in %s", n, cache_path(cfg))
     return n

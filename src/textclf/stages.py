@@ -12,7 +12,7 @@ from pathlib import Path
 
 from datasets import load_from_disk
 
-from textclf.augment.cache import AugmentCache
+from textclf.augment.cache import AugmentCache, cache_path
 from textclf.augment.report import AugmentReport
 from textclf.augment.training_split import augment_train_split
 from textclf.config import PipelineConfig, dump_yaml
@@ -88,8 +88,6 @@ def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, log_line=print) -
     from textclf.settings import cpu_threads
 
     splits = load_from_disk(data.path)
-    from textclf.augment.fan_out import cache_path
-
     predict_proba, note = label_filter_for(cfg, Path(out_dir) / "label_filter_model")
     with AugmentCache(cache_path(cfg)) as cache:  # a Dask fan-out (flows/augment_fan_out.py) filled it
         augmented, report = augment_train_split(splits, cfg.augment, cache, threads=cpu_threads(),

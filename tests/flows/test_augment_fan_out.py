@@ -11,8 +11,7 @@ def test_dask_fan_out_fills_the_cache_with_the_sequential_translations(prefect_h
 
     from flows.augment_fan_out import fan_out_translations
     from textclf.augment.backtranslate import BergamotTranslator, backtranslator_for
-    from textclf.augment.cache import AugmentCache
-    from textclf.augment.fan_out import cache_path
+    from textclf.augment.cache import AugmentCache, cache_path
     from textclf.augment.training_split import backtranslation_sources
     from textclf.config import build_config
     from textclf.stages import DataRef

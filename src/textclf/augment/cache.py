@@ -16,6 +16,12 @@ from pathlib import Path
 SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
 
 
+def cache_path(cfg) -> Path:
+    """The cache file of a run's augment stage (cfg: textclf.config.PipelineConfig); a fan-out fills the same."""
+    folder = Path(cfg.augment.cache_dir) if cfg.augment.cache_dir else cfg.output_path / "cache" / "augment"
+    return folder / "outputs.sqlite"
+
+
 def cache_key(text: str, backend: str, model: str, settings: dict) -> str:
     payload = json.dumps([text, backend, model, settings], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -9,20 +9,13 @@ access to the cache file.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from datasets import load_from_disk
 
 from textclf.augment.backtranslate import backtranslator_for, make_translator
-from textclf.augment.cache import AugmentCache
+from textclf.augment.cache import AugmentCache, cache_path
 from textclf.augment.training_split import backtranslation_sources
 from textclf.config import PipelineConfig
-
-
-def cache_path(cfg: PipelineConfig) -> Path:
-    """The translation cache file the augment stage uses."""
-    folder = Path(cfg.augment.cache_dir) if cfg.augment.cache_dir else cfg.output_path / "cache" / "augment"
-    return folder / "outputs.sqlite"
 
 
 def pending_chunks(cfg: PipelineConfig, data_path: str) -> list[list[str]]:
