@@ -1,7 +1,9 @@
 """Fine-tuning with the Hugging Face Trainer; runs inside every torchrun rank.
 
-Only rank 0 writes: metrics (to the sinks it is given), the best weights, the final model and
-`result.json`. The other ranks compute and hold a `NullSink`.
+`run_recipe` is the one run loop (trainer, early stopping, best weights, resume, result); a
+`FinetuneRecipe` says what it trains, and distillation overrides a few of its hooks. Only rank 0
+writes: metrics (to the sinks it is given), the best weights, the final model and `result.json`.
+The other ranks compute and hold a `NullSink`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -116,11 +120,6 @@ def tokenized_cache_key(data_fingerprint: str, tokenizer_id: str, max_length: in
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int, cache_dir: Path) -> DatasetDict:
-    """`tokenize_cached` without the hit report."""
-    return tokenize_cached(splits, tokenizer, max_length, cache_dir)[0]
-
-
 def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int,
                     cache_dir: Path) -> tuple[DatasetDict, dict[str, bool]]:
     """Tokenise once into Arrow files keyed by data + tokenizer + length; later runs memory-map them.
@@ -155,9 +154,10 @@ def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int,
 class SinkCallback(TrainerCallback):
     """Forward Trainer logs to a metric sink and print one progress line per log."""
 
-    def __init__(self, sink: MetricSink, printer=print):
+    def __init__(self, sink: MetricSink, printer=print, stage: str = "train"):
         self.sink = sink
         self.printer = printer
+        self.stage = stage
         self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -171,9 +171,15 @@ class SinkCallback(TrainerCallback):
             metrics[name.replace("eval_", "val_")] = float(value)
         self.sink.log(metrics, state.global_step)
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch")
-        self.printer(f"[train] step {state.global_step}/{state.max_steps} "
+        self.printer(f"[{self.stage}] step {state.global_step}/{state.max_steps} "
                      f"epoch {logs.get('epoch', 0):.2f} {shown} ({time.perf_counter() - self.started:.0f}s)",
                      flush=True)
+
+
+def save_weights(model, target: Path, exclude: tuple[str, ...] = ()) -> None:
+    """`save_pretrained` without the state-dict entries under `exclude` (training aids, not the model)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(exclude)} if exclude else None
+    model.save_pretrained(str(target), state_dict=state)
 
 
 class BestWeightsCallback(TrainerCallback):
@@ -184,8 +190,10 @@ class BestWeightsCallback(TrainerCallback):
     `best_global_step` (saved in each checkpoint) say which weights are current after a resume.
     """
 
-    def __init__(self, folder: Path, metric: str, greater_is_better: bool, is_main: bool):
+    def __init__(self, folder: Path, metric: str, greater_is_better: bool, is_main: bool,
+                 exclude: tuple[str, ...] = ()):
         self.folder = Path(folder)
+        self.exclude = exclude  # state-dict prefixes left out of the saved weights
         self.key = f"eval_{metric}"
         self.greater = greater_is_better
         self.is_main = is_main
@@ -215,7 +223,7 @@ class BestWeightsCallback(TrainerCallback):
         self.best_step, self.best_value = state.global_step, value
         if self.is_main:
             target = self.folder / f"step-{state.global_step}"
-            model.save_pretrained(str(target))
+            save_weights(model, target, self.exclude)
             (target / "val_metrics.json").write_text(json.dumps(metrics))
             for other in self.folder.glob("step-*"):
                 if other != target:
@@ -265,11 +273,12 @@ def _metrics_fn(eval_pred):
 
 # ---- arguments and checkpoints ------------------------------------------------------------------
 
-def training_arguments(cfg: TrainConfig, run_dir: Path, *_unused) -> TrainingArguments:
-    """Trainer arguments from the config (extra positional arguments are accepted and ignored)."""
+def training_arguments(cfg: TrainConfig, run_dir: Path) -> TrainingArguments:
+    """Trainer arguments from the config."""
     cuda = torch.cuda.is_available()
     tf32 = cuda and torch.cuda.get_device_capability()[0] >= 8
     workers = resolve_workers(cfg.dataloader_workers)
+    precision = pick_precision(cfg.precision)
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -312,7 +321,8 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, *_unused) -> TrainingArg
         gradient_checkpointing=cfg.gradient_checkpointing,
         optim="adamw_torch_fused",
         tf32=True if tf32 else None,
-        **pick_precision(cfg.precision),
+        bf16=precision["bf16"],
+        fp16=precision["fp16"],
     )
 
 
@@ -341,9 +351,40 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 # ---- the training run ---------------------------------------------------------------------------
 
-def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path,
-                  sink: MetricSink | None = None) -> tuple[TextclfTrainer, BestWeightsCallback, dict[str, bool]]:
-    """Everything `run_training` trains with; tests and benchmarks build the same trainer."""
+class FinetuneRecipe:
+    """What the run loop trains. `distill.DistillRecipe` overrides these hooks and keeps the loop
+    (setfit's DistillationTrainer over its Trainer), so both stages stop early, keep the best
+    weights, resume and report the same way."""
+
+    stage = "train"  # log prefix
+    trainer_class: type[TextclfTrainer] = TextclfTrainer
+    remove_unused_columns = True  # False when `train_dataset` adds columns the collator consumes
+    save_exclude: tuple[str, ...] = ()  # state-dict prefixes of training aids, never saved as the model
+
+    def load_model(self, cfg: TrainConfig, labels: list[str]):
+        """(model, tokenizer) to train; called once the seed is set."""
+        model, tokenizer = load_classifier(cfg.model, labels, cfg.pooling)
+        if cfg.freeze_embeddings:
+            model.get_input_embeddings().requires_grad_(False)
+        return model, tokenizer
+
+    def collator(self, tokenizer):
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+
+    def train_dataset(self, encoded: Dataset) -> Dataset:
+        """The tokenised train split plus any columns the loss reads."""
+        return encoded
+
+    def trainer_kwargs(self) -> dict:
+        """Extra keyword arguments of `trainer_class` (asked after `load_model`)."""
+        return {}
+
+
+def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path, sink: MetricSink | None = None,
+                  recipe: FinetuneRecipe | None = None) -> tuple[TextclfTrainer, BestWeightsCallback, dict[str, bool]]:
+    """Everything `run_recipe` trains with (fine-tuning unless `recipe` says otherwise); tests and
+    benchmarks build the same trainer."""
+    recipe = recipe or FinetuneRecipe()
     rank, _, world_size = dist_env()
     is_main = rank == 0
     sink = sink if (sink is not None and is_main) else NullSink()
@@ -353,33 +394,33 @@ def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Pa
     splits = load_from_disk(str(data_dir))
     labels = splits["train"].features["label"].names
     init_distributed(cfg.ddp_timeout_s)
-    set_seed(cfg.seed)  # the fresh classification head is drawn here, before the Trainer seeds
-    model, tokenizer = load_classifier(cfg.model, labels, cfg.pooling)
+    set_seed(cfg.seed)  # a fresh classification head is drawn here, before the Trainer seeds
+    model, tokenizer = recipe.load_model(cfg, labels)
+    tokenizer.model_max_length = cfg.max_length  # saved with the model: serving truncates like training
     # Sequence-classification heads return a per-batch mean and ignore `num_items_in_batch`; left
     # to guess, the Trainer would treat it as a sum: multiply it by the world size (DDP) and skip
     # the division by grad_accum_steps, so gradients (and logged losses) would grow with both and
     # clipping would cut different steps than in one process.
     model.accepts_loss_kwargs = False
-    if cfg.freeze_embeddings:
-        model.get_input_embeddings().requires_grad_(False)
     args = training_arguments(cfg, run_dir)
+    args.remove_unused_columns = recipe.remove_unused_columns
     with args.main_process_first(desc="tokenize"):
         encoded, hits = tokenize_cached(DatasetDict(train=splits["train"], validation=splits["validation"]),
                                         tokenizer, cfg.max_length, cache_dir)
     say = print if is_main else (lambda *a, **k: None)
-    best = BestWeightsCallback(run_dir / "best", cfg.best_metric, cfg.best_metric != "loss", is_main)
-    callbacks: list[TrainerCallback] = [SinkCallback(sink, say), best]
+    best = BestWeightsCallback(run_dir / "best", cfg.best_metric, cfg.best_metric != "loss", is_main,
+                               recipe.save_exclude)
+    callbacks: list[TrainerCallback] = [SinkCallback(sink, say, recipe.stage), best]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = TextclfTrainer(
-        model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+    trainer = recipe.trainer_class(
+        model=model, args=args, train_dataset=recipe.train_dataset(encoded["train"]),
+        eval_dataset=encoded["validation"], processing_class=tokenizer, data_collator=recipe.collator(tokenizer),
         compute_metrics=_metrics_fn, callbacks=callbacks,
-        train_lengths=encoded["train"]["length"] if cfg.group_by_length else None,
+        train_lengths=encoded["train"]["length"] if cfg.group_by_length else None, **recipe.trainer_kwargs(),
     )
     trainer.remove_callback(PrinterCallback)  # SinkCallback prints one line per log instead
-    say(f"[train] world_size={world_size} device={args.device} backend={args.ddp_backend} "
+    say(f"[{recipe.stage}] world_size={world_size} device={args.device} backend={args.ddp_backend} "
         f"precision={'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'} "
         f"threads/rank={torch.get_num_threads()} workers={args.dataloader_num_workers} "
         f"attention={getattr(model.config, '_attn_implementation', '?')} "
@@ -387,59 +428,65 @@ def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Pa
     return trainer, best, hits
 
 
-def run_training(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path,
-                 sink: MetricSink | None = None) -> TrainResult | None:
-    """Train on the splits saved in `data_dir`; rank 0 returns the result, other ranks None.
-
-    Resumes from the newest complete checkpoint in `run_dir/checkpoints` when there is one.
-    """
-    run_dir = Path(run_dir)
+@contextmanager
+def rank_process(run_dir: Path) -> Iterator[None]:
+    """Around one rank's work: it dies with torchrun, and its exception is recorded for the launcher."""
     if "LOCAL_RANK" in os.environ:
         die_with_parent()  # torchrun killed (kill -9, preemption) -> this rank goes too, no orphan
     with recording_failures(run_dir):
-        return _run(cfg, Path(data_dir), run_dir, Path(cache_dir), sink)
+        yield
 
 
-def _run(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path, sink) -> TrainResult | None:
+def run_training(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path,
+                 sink: MetricSink | None = None) -> TrainResult | None:
+    """Fine-tune on the splits saved in `data_dir`; rank 0 returns the result, other ranks None."""
+    run_dir = Path(run_dir)
+    with rank_process(run_dir):
+        return run_recipe(cfg, FinetuneRecipe(), Path(data_dir), run_dir, Path(cache_dir), sink)
+
+
+def run_recipe(cfg: TrainConfig, recipe: FinetuneRecipe, data_dir: Path, run_dir: Path, cache_dir: Path,
+               sink: MetricSink | None = None) -> TrainResult | None:
+    """The run loop: resume from the newest complete checkpoint in `run_dir/checkpoints` if any, train,
+    keep the best (`select_best`) or last weights in `run_dir/model`; rank 0 writes and returns the result."""
     rank, _, world_size = dist_env()
-    trainer, best, hits = build_trainer(cfg, data_dir, run_dir, cache_dir, sink)
+    trainer, best, hits = build_trainer(cfg, data_dir, run_dir, cache_dir, sink, recipe)
+    if trainer.args.output_dir is None:  # training_arguments always sets it
+        raise RuntimeError("the trainer has no output_dir: no checkpoints to resume from or write")
     last = last_complete_checkpoint(Path(trainer.args.output_dir))
     resumed_from = int(last.name.rsplit("-", 1)[-1]) if last else 0
     if rank == 0 and last:
-        print(f"[train] resuming from {last} (step {resumed_from})", flush=True)
+        print(f"[{recipe.stage}] resuming from {last} (step {resumed_from})", flush=True)
     output = trainer.train(resume_from_checkpoint=str(last) if last else None)
     eval_in_train = best.eval_seconds
     if best.last_eval_step != trainer.state.global_step:
         trainer.evaluate()  # score the final weights too, so they compete for "best"
     tokens_real, tokens_padded = trainer.token_counts()
-    use_best = cfg.select_best and best.best_step is not None and best.best_step != trainer.state.global_step
+    # the best weights' folder when they are not the last ones (None: keep the last)
+    best_dir = best.best_dir() if cfg.select_best and best.best_step != trainer.state.global_step else None
     if rank != 0:
         return None
     model_dir = run_dir / "model"
     shutil.rmtree(model_dir, ignore_errors=True)
-    if use_best:
-        shutil.copytree(best.best_dir(), model_dir)
+    if best_dir is not None:
+        shutil.copytree(best_dir, model_dir)
         val = json.loads((model_dir / "val_metrics.json").read_text())
-        trainer.processing_class.save_pretrained(str(model_dir))
-        print(f"[train] final model = best weights of step {best.best_step} "
+        print(f"[{recipe.stage}] final model = best weights of step {best.best_step} "
               f"({cfg.best_metric}={best.best_value:.4g})", flush=True)
     else:
-        trainer.save_model(str(model_dir))  # safetensors weights + config (label names) + tokenizer
+        save_weights(trainer.accelerator.unwrap_model(trainer.model), model_dir, recipe.save_exclude)
         val = best.last_metrics
+    tokenizer = trainer.processing_class
+    if tokenizer is None:  # build_trainer always passes the tokenizer
+        raise RuntimeError("the trainer has no tokenizer (processing_class) to save with the model")
+    tokenizer.save_pretrained(str(model_dir))  # with model_max_length = cfg.max_length
     result = TrainResult(
-        model_dir=str(model_dir.resolve()),
-        global_step=trainer.state.global_step,
-        resumed_from_step=resumed_from,
-        train_loss=float(output.training_loss),
-        train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
+        model_dir=str(model_dir.resolve()), global_step=trainer.state.global_step, resumed_from_step=resumed_from,
+        train_loss=float(output.training_loss), train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
         train_samples_per_s=float(output.metrics.get("train_samples_per_second", 0.0)),
         val_metrics={k.replace("eval_", "val_"): float(v) for k, v in val.items() if k not in TIMING_KEYS},
-        world_size=world_size,
-        best_step=best.best_step,
-        tokens_real=tokens_real,
-        tokens_padded=tokens_padded,
-        tokenize_cache_hits=hits,
-        eval_runtime_s=eval_in_train,
+        world_size=world_size, best_step=best.best_step, tokens_real=tokens_real, tokens_padded=tokens_padded,
+        tokenize_cache_hits=hits, eval_runtime_s=eval_in_train,
     )
     result.write(run_dir)
     return result

@@ -1,18 +1,27 @@
-"""Distillation on tiny real models and real rows: student building, learning, cross-tokenizer, cache, launcher."""
+"""Distillation on tiny real models and real rows: student building, learning, cross-tokenizer, cache,
+the fine-tuning run loop's early stopping, best weights and resume, launcher."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from textclf import stages
 from textclf.errors import ConfigError
 from textclf.modeling import load_trained
-from textclf.train.distill import prepare_distillation, run_distillation, uniform_layer_map
+from textclf.train.distill import (
+    ResolvedTeacher,
+    prepare_distillation,
+    resolve_teacher,
+    run_distillation,
+    uniform_layer_map,
+)
 from textclf.train.losses import DistillWeights, distillation_loss
 from textclf.train.student import build_layer_student, count_parameters, layers_to_keep
 from textclf.train.teacher_cache import TeacherLogitsCache, compute_logits
@@ -20,14 +29,14 @@ from textclf.train.teacher_cache import TeacherLogitsCache, compute_logits
 LABELS = ["negative", "positive"]  # the label names of the real rows in `rows_csv`
 
 
-def make_teacher(dest: Path, layers: int = 4) -> Path:
+def make_teacher(dest: Path, layers: int = 4, hidden: int = 32) -> Path:
     """A 4-layer, 32-wide BERT classifier on MiniLM's tokenizer (random weights: its logits are the targets)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from textclf.settings import packaged_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0, id2label=dict(enumerate(LABELS)),
                         label2id={v: i for i, v in enumerate(LABELS)})
@@ -72,8 +81,26 @@ def splits(tiny_config, tmp_path) -> stages.DataRef:
     return stages.split(tiny_config, raw, tmp_path / "data")
 
 
-def with_distill(cfg, **distill):
-    return cfg.model_copy(update={"distill": cfg.distill.model_copy(update=distill)})
+def with_distill(cfg, train: dict | None = None, **distill):
+    return cfg.model_copy(update={"distill": cfg.distill.model_copy(update=distill),
+                                  "train": cfg.train.model_copy(update=train or {})})
+
+
+def no_registry(uri: str, dest: Path) -> tuple[Path, str]:
+    raise AssertionError(f"this test names no registered teacher, yet {uri} was fetched")
+
+
+def plan(cfg, splits, run_dir: Path, cache: Path, trained_dir: str | None = None):
+    teacher = resolve_teacher(cfg.distill.teacher, trained_dir, run_dir / "teacher", no_registry)
+    return prepare_distillation(cfg.train, cfg.distill, splits.path, run_dir, teacher, cache)
+
+
+def distil(cfg, splits, run_dir: Path, tok_cache: Path):
+    return run_distillation(cfg.train, cfg.distill, Path(splits.path), run_dir, tok_cache)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
 
 
 def test_layers_to_keep_and_layer_maps():
@@ -142,16 +169,16 @@ def test_layer_student_trains_in_process_with_hidden_mse_and_cache_hit_on_rerun(
     cfg = with_distill(tiny_config, teacher=str(teacher_dir), student_layers=2, hidden_mse=1.0, epochs=1,
                        learning_rate=1e-3, batch_size=16)
     cache = tmp_path / "logits"
-    plan = prepare_distillation(cfg, splits.path, tmp_path / "d1", None, cache)
-    assert not plan.logits_cache_hit and plan.layer_map == [0, 2] and plan.student_kind == "layers"
-    result = run_distillation(cfg, Path(splits.path), tmp_path / "d1", tmp_path / "tok")
+    first = plan(cfg, splits, tmp_path / "d1", cache)
+    assert not first.logits_cache_hit and first.layer_map == [0, 2] and first.student_kind == "layers"
+    result = distil(cfg, splits, tmp_path / "d1", tmp_path / "tok")
     student, _ = load_trained(result.model_dir)
     assert student.config.num_hidden_layers == 2
     assert result.global_step > 0 and "val_accuracy" in result.val_metrics
     assert not hasattr(student, "distill_projections")
     # A re-run in a fresh run folder reuses the teacher logits; re-running the same folder resumes.
-    assert prepare_distillation(cfg, splits.path, tmp_path / "d2", None, cache).logits_cache_hit
-    again = run_distillation(cfg, Path(splits.path), tmp_path / "d1", tmp_path / "tok")
+    assert plan(cfg, splits, tmp_path / "d2", cache).logits_cache_hit
+    again = distil(cfg, splits, tmp_path / "d1", tmp_path / "tok")
     assert again.resumed_from_step == result.global_step
 
 
@@ -161,26 +188,111 @@ def test_cross_tokenizer_student_learns_from_teacher_logits(tiny_config, splits,
     own = make_own_tokenizer_model(tmp_path / "own", pd.read_csv(rows_csv)["text"].tolist())
     cfg = with_distill(tiny_config, teacher=str(teacher_dir), student_model=str(own), epochs=1,
                        learning_rate=1e-3, batch_size=16)
-    plan = prepare_distillation(cfg, splits.path, tmp_path / "d", None, tmp_path / "logits")
-    assert plan.student_kind == "pretrained" and plan.layer_map == [3]
-    result = run_distillation(cfg, Path(splits.path), tmp_path / "d", tmp_path / "tok")
+    made = plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
+    assert made.student_kind == "pretrained" and made.layer_map == [3]
+    result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
     student, tokenizer = load_trained(result.model_dir)
     _, teacher_tokenizer = load_trained(teacher_dir)
     assert tokenizer.get_vocab() != teacher_tokenizer.get_vocab()
     assert student.config.hidden_size == 24 and result.global_step > 0
     # Hidden-state matching needs one tokenizer for both: refused with a clear message.
     bad = with_distill(cfg, hidden_mse=1.0)
-    prepare_distillation(bad, splits.path, tmp_path / "bad", None, tmp_path / "logits")
+    plan(bad, splits, tmp_path / "bad", tmp_path / "logits")
     with pytest.raises(ConfigError, match="hidden_mse"):
-        run_distillation(bad, Path(splits.path), tmp_path / "bad", tmp_path / "tok")
+        distil(bad, splits, tmp_path / "bad", tmp_path / "tok")
 
 
-def test_teacher_must_exist_and_match_labels(tiny_config, splits, tmp_path):
+def test_teacher_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="trained no model"):
-        prepare_distillation(tiny_config, splits.path, tmp_path / "d", None, tmp_path / "logits")
+        resolve_teacher("", None, tmp_path / "t", no_registry)
     with pytest.raises(ConfigError, match="not a trained model folder"):
-        prepare_distillation(with_distill(tiny_config, teacher=str(tmp_path)), splits.path, tmp_path / "d", None,
-                             tmp_path / "logits")
+        resolve_teacher(str(tmp_path), None, tmp_path / "t", no_registry)
+    assert resolve_teacher("", str(tmp_path), tmp_path / "t", no_registry) == \
+        ResolvedTeacher(tmp_path, "this run's fine-tuned model", None)
+
+
+def test_registered_teacher_is_the_hf_folder_inside_what_the_registry_fetched(teacher_dir, tmp_path):
+    def fetch(uri: str, dest: Path) -> tuple[Path, str]:
+        shutil.copytree(teacher_dir, dest / "artifacts" / "model")  # an MLflow model keeps the HF folder inside
+        (dest / "MLmodel").write_text("flavors: {}\n")
+        return dest, "textclf/3"
+
+    got = resolve_teacher("models:/textclf@champion", "/ignored/when/a/teacher/is/named", tmp_path / "t", fetch)
+    assert got == ResolvedTeacher(tmp_path / "t" / "artifacts" / "model", "models:/textclf@champion", "textclf/3")
+    with pytest.raises(ConfigError, match="no Hugging Face model folder"):
+        resolve_teacher("models:/textclf/1", None, tmp_path / "empty", lambda uri, dest: (dest, "textclf/1"))
+
+
+# The run loop is fine-tuning's: early stopping, best weights and resume come with it.
+# 160 train rows, batch 16: 10 steps an epoch.
+
+def test_distillation_stops_early_and_saves_the_tokenizer_with_max_length(tiny_config, splits, teacher_dir,
+                                                                         tmp_path):
+    """A learning rate of ~0 leaves accuracy flat: no evaluation beats the first, so patience 1 stops
+    at the second evaluation (step 4 of 30) and the first evaluation's step is the best."""
+    cfg = with_distill(tiny_config, {"eval_steps": 2, "early_stopping_patience": 1, "checkpoint_steps": 100},
+                       teacher=str(teacher_dir), student_layers=2, epochs=3, learning_rate=1e-12, batch_size=16)
+    plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
+    result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
+    assert (result.global_step, result.best_step) == (4, 2)
+    assert result.tokenize_cache_hits == {"train": False, "validation": False} and result.eval_runtime_s > 0
+    assert set(result.val_metrics) == {"val_loss", "val_accuracy", "val_macro_f1"}
+    saved = json.loads((tmp_path / "d" / "result.json").read_text())
+    assert (saved["global_step"], saved["best_step"]) == (4, 2)
+    _, tokenizer = load_trained(result.model_dir)
+    assert tokenizer.model_max_length == cfg.train.max_length == 64  # serving truncates like training
+
+
+def test_distillation_keeps_the_best_weights_without_the_projections(tiny_config, splits, tiny_model, tmp_path):
+    """A 32-wide pretrained student matching a 48-wide teacher's hidden states (learned projections)
+    at a learning rate high enough to overshoot: the final model is the lowest-val-loss evaluation's
+    weights, not the last ones, and the projections are in the checkpoints only."""
+    teacher = make_teacher(tmp_path / "wide-teacher", hidden=48)
+    cfg = with_distill(tiny_config, {"eval_steps": 2, "checkpoint_steps": 10, "best_metric": "loss",
+                                     "select_best": True},
+                       teacher=str(teacher), student_model=str(tiny_model), hidden_mse=1.0, epochs=1,
+                       learning_rate=0.05, batch_size=16)
+    plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
+    result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
+    state = json.loads((tmp_path / "d" / "checkpoints" / "checkpoint-10" / "trainer_state.json").read_text())
+    evals = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
+    assert sorted(evals) == [2, 4, 6, 8, 10]
+    assert result.global_step == 10 and result.best_step == min(evals, key=evals.get) < 10, evals
+    assert result.val_metrics["val_loss"] == pytest.approx(evals[result.best_step])
+    final = weights(tmp_path / "d" / "model")
+    assert final.keys() == weights(tmp_path / "d" / "best" / f"step-{result.best_step}").keys()
+    assert all(torch.equal(v, weights(tmp_path / "d" / "best" / f"step-{result.best_step}")[k])
+               for k, v in final.items())
+    last = weights(tmp_path / "d" / "checkpoints" / "checkpoint-10")
+    assert any(k.startswith("distill_projections.") for k in last)  # trained and checkpointed ...
+    assert not any(k.startswith("distill_projections.") for k in final)  # ... but not the student's weights
+    assert any(not torch.equal(v, last[k]) for k, v in final.items())  # not the last weights
+
+
+def test_distillation_resumes_from_its_last_complete_checkpoint_like_an_uninterrupted_run(
+        tiny_config, splits, teacher_dir, tmp_path):
+    """Run to the end, then make it look killed after step 9's checkpoint began: no model, no
+    result, checkpoint-10 gone, checkpoint-9 without its trainer state. The re-run resumes at 6
+    and ends with the uninterrupted run's weights, best step and metrics (tolerance 1e-5)."""
+    cfg = with_distill(tiny_config, {"eval_steps": 2, "checkpoint_steps": 3, "keep_checkpoints": 5},
+                       teacher=str(teacher_dir), student_layers=2, epochs=1, learning_rate=1e-3, batch_size=16)
+    run = tmp_path / "d"
+    plan(cfg, splits, run, tmp_path / "logits")
+    reference = distil(cfg, splits, run, tmp_path / "tok")
+    expected = weights(run / "model")
+    assert reference.global_step == 10 and reference.best_step is not None and reference.resumed_from_step == 0
+    shutil.rmtree(run / "model")
+    (run / "result.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "checkpoint-10")
+    (run / "checkpoints" / "checkpoint-9" / "trainer_state.json").unlink()  # killed mid-save
+    resumed = distil(cfg, splits, run, tmp_path / "tok")
+    assert resumed.resumed_from_step == 6 and resumed.global_step == 10
+    assert resumed.best_step == reference.best_step
+    assert resumed.tokenize_cache_hits == {"train": True, "validation": True}  # no re-tokenising
+    assert abs(resumed.val_metrics["val_loss"] - reference.val_metrics["val_loss"]) < 1e-5
+    final = weights(run / "model")
+    gap = max((final[k] - expected[k]).abs().max().item() for k in expected)
+    assert gap < 1e-5, f"resumed vs uninterrupted: max |dw| = {gap:.2e}"
 
 
 @pytest.mark.slow  # torchrun start-up dominates
@@ -188,15 +300,16 @@ def test_distill_stage_runs_under_torchrun_and_reports(tiny_config, splits, teac
     cfg = with_distill(tiny_config, student_layers=[1, 3], epochs=1, learning_rate=1e-3, batch_size=16,
                        report_latency_texts=10)
     outcome = stages.distill(cfg, splits, tmp_path / "distill", teacher_dir=str(teacher_dir))
-    assert outcome.plan["layer_map"] == [1, 3]
+    assert outcome.plan.layer_map == [1, 3]
     assert json.loads((tmp_path / "distill" / "result.json").read_text())["global_step"] > 0
-    report = stages.distill_report(cfg, outcome.plan["teacher_dir"], outcome.model_dir, splits, tmp_path)
+    assert outcome.result.best_step is not None  # the fine-tuning run loop, under torchrun too
+    report = stages.evaluate_student(cfg, outcome, splits).comparison
     assert report.student.params < report.teacher.params
     assert report.student.size_mb < report.teacher.size_mb
     assert 0.0 <= report.agreement <= 1.0 and report.n_test == splits.rows["test"]
     assert report.student.latency_p95_ms >= report.student.latency_p50_ms > 0
     assert {r["measure"] for r in report.rows()} >= {"accuracy", "macro_f1", "throughput_b32", "agreement"}
-    assert (tmp_path / "distill_report.json").is_file()
+    assert (tmp_path / "distill" / "distill_report.json").is_file()
     # distill.onnx_export (on by default): model.onnx beside the student's weights, checked against torch.
     assert report.onnx.path == str(Path(outcome.model_dir) / "model.onnx")
     assert report.onnx.parity_max_abs_diff <= 1e-3 and report.onnx.throughput_b32 > 0

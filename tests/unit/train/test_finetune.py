@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from textclf import stages
 from textclf.config import build_config
+from textclf.modeling import load_trained
 from textclf.train.finetune import (
     last_complete_checkpoint,
     run_training,
@@ -88,6 +89,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, splits_dir, tiny_model)
     assert result.tokens_real < result.tokens_padded <= 1.3 * result.tokens_real  # length grouping
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["global_step"] == 4
+    assert load_trained(result.model_dir)[1].model_max_length == 64  # serving truncates like training
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -97,7 +99,8 @@ def test_freeze_embeddings_keeps_the_word_vectors_and_trains_the_rest(tmp_path, 
     cfg = build_config({"train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-2,
                                   "max_length": 64, "checkpoint_steps": 100, "select_best": False,
                                   "freeze_embeddings": freeze}}).train
-    assert run_training(cfg, splits_dir, tmp_path / "run", tmp_path / "cache") is not None
+    result = run_training(cfg, splits_dir, tmp_path / "run", tmp_path / "cache")
+    assert result is not None and result.best_step is not None  # scored, but the last weights are kept
     before = load(str(Path(tiny_model) / "model.safetensors"))
     after = load(str(tmp_path / "run" / "model" / "model.safetensors"))
     word = next(k for k in after if k.endswith("word_embeddings.weight"))
@@ -106,3 +109,4 @@ def test_freeze_embeddings_keeps_the_word_vectors_and_trains_the_rest(tmp_path, 
     before_layer = before[next(k for k in before if k.endswith("attention.self.query.weight"))]
     assert torch.equal(after[word], before_word) is freeze
     assert not torch.equal(after[layer], before_layer)
+    assert load_trained(result.model_dir)[1].model_max_length == 64  # the last-weights save carries it too
