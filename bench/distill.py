@@ -33,7 +33,8 @@ from datasets import load_from_disk  # noqa: E402
 from textclf import stages  # noqa: E402
 from textclf.config import PACKAGED_MODEL, build_config  # noqa: E402
 from textclf.modeling import load_trained  # noqa: E402
-from textclf.train.distill_report import latency_ms, profile, throughput  # noqa: E402
+from textclf.timing import latency_ms, throughput  # noqa: E402
+from textclf.train.distill_report import profile  # noqa: E402
 from textclf.train.student import build_layer_student  # noqa: E402
 
 
@@ -112,7 +113,7 @@ def main() -> None:
                     c, data, opts.work / f"plain{n}", log_line=log))
             model_dirs[f"distilled_{n_layers}l"] = outcome.model_dir
             model_dirs[f"plain_{n_layers}l"] = plain.model_dir
-            seconds[f"teacher_logits_{n_layers}l"] = outcome.plan["logits_seconds"]
+            seconds[f"teacher_logits_{n_layers}l"] = outcome.plan.logits_seconds
         manifest.write_text(json.dumps({"model_dirs": model_dirs, "seconds": seconds}, indent=2))
     profiles = speed_round_robin(model_dirs, texts, labels, cfg, opts.rounds)
 

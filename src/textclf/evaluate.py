@@ -11,7 +11,9 @@ import numpy as np
 from datasets import load_from_disk
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from textclf.modeling import load_trained, predict_proba
+from textclf.config import EvalConfig
+from textclf.modeling import PREDICT_BATCH_SIZE, Predictions, load_trained, predict_proba, saved_max_length
+from textclf.timing import measure_speed
 
 # Metrics a promotion gate compares; all computed on the same split by the same code.
 QUALITY_KEYS = ("accuracy", "macro_f1")
@@ -72,38 +74,6 @@ def confident_mistakes(texts: list[str], y_true, probs: np.ndarray, labels: list
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
     return [{"text": texts[i][:300], "true": labels[int(y_true[i])], "predicted": labels[int(pred[i])],
              "confidence": float(probs[i, pred[i]])} for i in order]
-
-
-def measure_speed(model, tokenizer, texts: list[str], max_length: int, samples: int = 50,
-                  batch_size: int = 32, batch_texts: int = 256) -> dict[str, float]:
-    """Latency at batch 1 (p50/p95 over `samples` texts, tokenisation included) and throughput at `batch_size`."""
-    import torch
-
-    model.eval()
-    device = next(model.parameters()).device
-    pool = texts or ["empty"]
-
-    def run(batch: list[str]) -> None:
-        enc = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-        model(**enc)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    with torch.inference_mode():
-        for text in pool[:3]:  # warm-up: first calls pay for allocation and kernel selection
-            run([text])
-        times = []
-        for i in range(samples):
-            started = time.perf_counter()
-            run([pool[i % len(pool)]])
-            times.append((time.perf_counter() - started) * 1000)
-        stream = [pool[i % len(pool)] for i in range(batch_texts)]
-        started = time.perf_counter()
-        for start in range(0, len(stream), batch_size):
-            run(stream[start : start + batch_size])
-        elapsed = time.perf_counter() - started
-    return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p95_ms": float(np.percentile(times, 95)),
-            "throughput_texts_per_s": len(stream) / elapsed if elapsed > 0 else 0.0}
 
 
 @dataclass
@@ -179,32 +149,51 @@ def evaluate_predictions(texts: list[str], y_true, probs: np.ndarray, labels: li
                       mistakes=confident_mistakes(texts, y_true, probs, labels, top_k))
 
 
-def evaluate_classifier(model, tokenizer, data_dir: str | Path, split: str = "test", batch_size: int = 128,
-                        max_length: int = 128, settings=None, progress=None) -> EvalReport:
-    """Predict `split` of the saved splits with an in-memory model and score it, speed included.
+@dataclass
+class SplitPredictions:
+    texts: list[str]
+    y_true: list[int]
+    labels: list[str]  # class names in id order
+    preds: Predictions
+    seconds: float  # prediction wall time
 
-    `settings` is an EvalConfig (latency samples, bins, top-k); None uses its defaults.
-    """
-    from textclf.config import EvalConfig
 
-    settings = settings or EvalConfig()
+def predict_split(model, tokenizer, data_dir: str | Path, split: str = "test", batch_size: int = PREDICT_BATCH_SIZE,
+                  max_length: int | None = None, progress=None) -> SplitPredictions:
+    """Predict `split` of the saved splits as evaluation scores it; max_length None: the model's saved one."""
     dataset = load_from_disk(str(data_dir))[split]
     texts = list(dataset["text"])
     started = time.perf_counter()
     preds = predict_proba(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
     seconds = time.perf_counter() - started
     labels = dataset.features["label"].names if hasattr(dataset.features["label"], "names") else preds.labels
-    report = evaluate_predictions(texts, dataset["label"], preds.probs, labels, split,
+    return SplitPredictions(texts, list(dataset["label"]), labels, preds, seconds)
+
+
+def evaluate_classifier(model, tokenizer, data_dir: str | Path, split: str = "test",
+                        batch_size: int = PREDICT_BATCH_SIZE, max_length: int | None = None, settings=None,
+                        progress=None) -> EvalReport:
+    """Predict `split` of the saved splits with an in-memory model and score it, speed included.
+
+    max_length None: the length saved with the model (what the served pyfunc truncates to).
+    `settings` is an EvalConfig (latency samples, bins, top-k); None uses its defaults.
+    """
+    settings = settings or EvalConfig()
+    max_length = saved_max_length(tokenizer) if max_length is None else max_length
+    out = predict_split(model, tokenizer, data_dir, split, batch_size, max_length, progress)
+    report = evaluate_predictions(out.texts, out.y_true, out.preds.probs, out.labels, split,
                                   settings.calibration_bins, settings.mistakes_top_k)
-    report.seconds = seconds
-    report.metrics["texts_per_s"] = len(texts) / seconds if seconds > 0 else 0.0
-    report.metrics.update(measure_speed(model, tokenizer, texts, max_length, settings.latency_samples,
-                                        settings.throughput_batch_size, settings.throughput_texts))
+    report.seconds = out.seconds
+    report.metrics["texts_per_s"] = len(out.texts) / out.seconds if out.seconds > 0 else 0.0
+    speed = measure_speed(model, tokenizer, out.texts, max_length, settings.latency_samples,
+                          settings.throughput_batch_size, settings.throughput_texts)
+    report.metrics.update(speed.metrics())
     return report
 
 
-def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 128,
-                   max_length: int = 128, progress=None, settings=None) -> EvalReport:
+def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "test",
+                   batch_size: int = PREDICT_BATCH_SIZE, max_length: int | None = None, progress=None,
+                   settings=None) -> EvalReport:
     """Predict `split` of the saved splits with the model in `model_dir` and score it."""
     model, tokenizer = load_trained(model_dir)
     return evaluate_classifier(model, tokenizer, data_dir, split, batch_size, max_length, settings, progress)
@@ -212,7 +201,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "te
 
 def _figure(width: float, height: float):
     # Agg canvas on a bare Figure: no pyplot global state, no display needed, thread-safe enough for tasks.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # local: matplotlib is slow to import, plots are rare
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=110)

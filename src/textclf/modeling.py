@@ -10,15 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from huggingface_hub import hf_hub_download
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
 
-from textclf.config import PACKAGED_MODEL
+from textclf.config import PACKAGED_MODEL, TrainConfig
 from textclf.errors import ConfigError, ModelNotFound
 from textclf.pooling import PREFIX as MEAN_POOLING_PREFIX
 from textclf.pooling import mean_pooling_class
 from textclf.settings import hub_offline, packaged_model_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+PREDICT_BATCH_SIZE = TrainConfig.model_fields["eval_batch_size"].default
+# Above this a tokenizer's model_max_length is transformers' "not set" sentinel (int(1e30)), not a length.
+UNSET_MAX_LENGTH = 1_000_000
 
 
 def resolve_model(reference: str) -> str:
@@ -54,7 +65,6 @@ def checkpoint_pooling(location: str) -> str | None:
         if Path(location).is_dir():
             return None
         try:  # a hub id: sentence-transformers metadata is two small files
-            from huggingface_hub import hf_hub_download
             return Path(hf_hub_download(location, name)).read_text()
         except Exception:  # not a sentence-transformers repo, or offline
             return None
@@ -85,7 +95,8 @@ def choose_pooling(location: str, model_type: str, requested: str) -> str:
     return requested
 
 
-def load_classifier(reference: str, labels: list[str], pooling: str = "auto") -> tuple[PreTrainedModel, object]:
+def load_classifier(reference: str, labels: list[str],
+                    pooling: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model with a classification head sized and named for `labels`, plus its tokenizer.
 
     pooling: 'auto' = mean of the token vectors for sentence-transformers checkpoints that were
@@ -113,8 +124,6 @@ def load_classifier(reference: str, labels: list[str], pooling: str = "auto") ->
 
 @contextmanager
 def quiet_transformers():
-    from transformers.utils import logging as hf_logging
-
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -141,11 +150,25 @@ class Predictions:
         return self.probs.max(axis=1)
 
 
+def saved_max_length(tokenizer) -> int:
+    """The truncation length saved with a trained model: its tokenizer's `model_max_length`, which the
+    training runner sets to `train.max_length`, so serving and evaluation truncate like training."""
+    length = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(length, int) or length > UNSET_MAX_LENGTH:
+        raise ModelNotFound(f"the tokenizer saved with this model has no model_max_length ({length!r}); "
+                            "pass max_length, or retrain so the model folder records train.max_length")
+    return length
+
+
 @torch.inference_mode()
-def predict_proba(model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128,
-                  progress=None) -> Predictions:
-    """Class probabilities for `texts`; batches are formed from length-sorted texts to cut padding."""
+def predict_proba(model, tokenizer, texts: list[str], batch_size: int = PREDICT_BATCH_SIZE,
+                  max_length: int | None = None, progress=None) -> Predictions:
+    """Class probabilities for `texts`; batches are formed from length-sorted texts to cut padding.
+
+    max_length None: the length saved with the model (`saved_max_length`).
+    """
     model.eval()
+    max_length = saved_max_length(tokenizer) if max_length is None else max_length
     device = next(model.parameters()).device
     order = np.argsort([len(t) for t in texts], kind="stable")
     n_classes = model.config.num_labels

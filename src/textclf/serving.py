@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
 from mlflow.types import ColSpec, Schema
 
 from textclf.errors import TextclfError
+from textclf.modeling import load_trained, predict_proba, saved_max_length
 
 ARTIFACT_KEY = "classifier"
 SIGNATURE = ModelSignature(
@@ -18,28 +21,23 @@ SIGNATURE = ModelSignature(
 )
 
 
-class TextClassifierModel(mlflow.pyfunc.PythonModel):
+class TextClassifierModel(PythonModel):
     """pyfunc wrapper: DataFrame with a `text` column (or a list of str) -> label and score per row."""
 
     def load_context(self, context) -> None:
-        from textclf.modeling import load_trained
-
         self.model, self.tokenizer = load_trained(context.artifacts[ARTIFACT_KEY])
+        self.max_length = saved_max_length(self.tokenizer)  # train.max_length, saved by the training runner
 
     def predict(self, context, model_input, params=None):
-        from textclf.modeling import predict_proba
-
         if isinstance(model_input, pd.DataFrame):
             texts = model_input["text"].astype(str).tolist()
         else:
             texts = [str(t) for t in model_input]
-        preds = predict_proba(self.model, self.tokenizer, texts)
+        preds = predict_proba(self.model, self.tokenizer, texts, max_length=self.max_length)
         return pd.DataFrame({"label": preds.names, "score": preds.scores.astype(float)})
 
 
 def _requirements() -> list[str]:
-    from importlib.metadata import version
-
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "pandas", "mlflow")] + [
         "textclf"
     ]

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from datasets import load_from_disk
 
 from textclf.evaluate import classification_metrics
-from textclf.modeling import load_trained, predict_proba
+from textclf.modeling import load_trained, predict_proba, saved_max_length
+from textclf.timing import Speed, measure_speed
+from textclf.train.onnx_export import OnnxProfile, export_and_profile
 from textclf.train.student import count_parameters
 
-if TYPE_CHECKING:
-    from textclf.train.onnx_export import OnnxProfile
+REPORT_BATCH_SIZE = 32  # the b32 of throughput_b32 (teacher, student and ONNX alike)
 
 
 @dataclass
@@ -30,6 +27,12 @@ class ModelProfile:
     latency_p50_ms: float  # batch 1, tokenisation included
     latency_p95_ms: float
     throughput_b32: float  # texts/s at batch 32, tokenisation included
+
+    @classmethod
+    def measured(cls, quality: dict[str, float], params: int, size_mb: float, speed: Speed) -> ModelProfile:
+        """The speed fields are timing's, under the report's names."""
+        return cls(quality["accuracy"], quality["macro_f1"], params, size_mb,
+                   speed.latency_p50_ms, speed.latency_p95_ms, speed.throughput_texts_per_s)
 
 
 @dataclass
@@ -84,66 +87,29 @@ def weights_size_mb(model_dir: Path) -> float:
     return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors")) / 1e6
 
 
-@torch.inference_mode()
-def latency_ms(model, tokenizer, texts: list[str], max_length: int) -> tuple[float, float]:
-    """p50 and p95 of single-text predictions (tokenise + forward), after a short warm-up."""
-    model.eval()
-    for text in texts[:5]:
-        model(**tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt"))
-    times = []
-    for text in texts:
-        start = time.perf_counter()
-        model(**tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt"))
-        times.append((time.perf_counter() - start) * 1000)
-    q = statistics.quantiles(times, n=20, method="inclusive")  # 19 cut points: 5%, 10%, ..., 95%
-    return statistics.median(times), q[18]
-
-
-@torch.inference_mode()
-def throughput(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, repeats: int = 3) -> float:
-    """Texts per second in batches of `batch_size` in arrival order (padding as traffic would have it).
-
-    Median of `repeats` passes: other processes on a shared machine disturb single passes.
-    """
-    model.eval()
-    model(**tokenizer(texts[:batch_size], truncation=True, max_length=max_length, padding=True,
-                      return_tensors="pt"))
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            model(**tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True,
-                              return_tensors="pt"))
-        rates.append(len(texts) / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def profile(model_dir: Path, texts: list[str], labels: list[int], max_length: int, latency_texts: int,
+def profile(model_dir: Path, texts: list[str], labels: list[int], max_length: int | None, latency_texts: int,
             throughput_texts: int = 512) -> tuple[ModelProfile, np.ndarray]:
-    """Profile of one model on the test texts, and its predicted class ids."""
+    """Profile of one model on the test texts, and its predicted class ids; max_length None: the saved one."""
     model, tokenizer = load_trained(model_dir)
     model.to("cpu")
+    max_length = saved_max_length(tokenizer) if max_length is None else max_length
     preds = predict_proba(model, tokenizer, texts, max_length=max_length).ids
-    quality = classification_metrics(labels, preds)
-    p50, p95 = latency_ms(model, tokenizer, texts[:latency_texts], max_length)
-    speed = throughput(model, tokenizer, texts[:throughput_texts], max_length)
-    return ModelProfile(quality["accuracy"], quality["macro_f1"], count_parameters(model),
-                        weights_size_mb(Path(model_dir)), p50, p95, speed), preds
+    speed = measure_speed(model, tokenizer, texts, max_length, latency_texts, REPORT_BATCH_SIZE, throughput_texts)
+    return ModelProfile.measured(classification_metrics(labels, preds), count_parameters(model),
+                                 weights_size_mb(Path(model_dir)), speed), preds
 
 
 def compare_teacher_student(teacher_dir: Path, student_dir: Path, data_dir: Path, split: str = "test",
-                            max_length: int = 128, latency_texts: int = 100, onnx: bool = False) -> DistillReport:
-    """Both models on the same split, one after the other in this process (CPU timings).
-
-    With `onnx`, the student is also exported to `student_dir/model.onnx`, checked and timed.
+                            latency_texts: int = 100, onnx: bool = False) -> DistillReport:
+    """Both models on the same split, one after the other in this process (CPU timings), each truncating
+    to the length saved with it (as served). With `onnx`, the student is also exported to
+    `student_dir/model.onnx`, checked and timed.
     """
     dataset = load_from_disk(str(data_dir))[split]
     texts, labels = list(dataset["text"]), list(dataset["label"])
-    teacher, t_preds = profile(teacher_dir, texts, labels, max_length, latency_texts)
-    student, s_preds = profile(student_dir, texts, labels, max_length, latency_texts)
+    teacher, t_preds = profile(teacher_dir, texts, labels, None, latency_texts)
+    student, s_preds = profile(student_dir, texts, labels, None, latency_texts)
     onnx_profile = None
     if onnx:
-        from textclf.train.onnx_export import export_and_profile
-
-        onnx_profile = export_and_profile(Path(student_dir), texts, max_length, latency_texts)
+        onnx_profile = export_and_profile(Path(student_dir), texts, None, latency_texts, batch_size=REPORT_BATCH_SIZE)
     return DistillReport(teacher, student, float((t_preds == s_preds).mean()), len(texts), onnx_profile)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from textclf.errors import ConfigError, ExportFailed
-from textclf.modeling import load_trained
-from textclf.train.distill_report import latency_ms, throughput
+from textclf.modeling import load_trained, saved_max_length
+from textclf.timing import measure_speed
 
 ONNX_FILE = "model.onnx"
 PARITY_TOLERANCE = 1e-3  # max |logit difference| accepted between onnxruntime and torch (float32)
@@ -32,9 +32,9 @@ PACKAGES = "onnxruntime==1.32.0 onnx==1.23.2 onnxscript==0.7.2"
 class OnnxProfile:
     parity_max_abs_diff: float  # max |logit_onnx - logit_torch| over parity_texts test texts, batch 32, padded
     parity_texts: int
-    latency_p50_ms: float  # batch 1, tokenisation included (same helpers as the torch profile)
+    latency_p50_ms: float  # batch 1, tokenisation included (textclf.timing, as for the torch profile)
     latency_p95_ms: float
-    throughput_b32: float  # texts/s at batch 32, tokenisation included
+    throughput_b32: float  # texts/s at batch 32 (distill_report's batch), tokenisation included
     size_mb: float  # model.onnx on disk
     export_s: float
     path: str
@@ -77,6 +77,9 @@ def export_onnx(model, tokenizer, dest: Path) -> Path:
                                "set distill.onnx_export=false to skip it") from err
         finally:
             exporter_log.setLevel(level)
+    if program is None:  # the legacy (dynamo=False) exporter's return; dynamo=True always gives a program
+        raise ExportFailed(f"ONNX export of {type(model).__name__} returned no program; "
+                           "set distill.onnx_export=false to skip it")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(dest), external_data=False)
@@ -85,10 +88,10 @@ def export_onnx(model, tokenizer, dest: Path) -> Path:
 
 class OnnxClassifier:
     """An onnxruntime session called like the torch classifier (keyword tensors in, `.logits` out),
-    so the torch timing helpers of distill_report measure both the same way."""
+    so textclf.timing measures both the same way."""
 
     def __init__(self, path: Path, threads: int | None = None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # local: an optional package, and slow to import for runs that never export
 
         options = ort.SessionOptions()
         # Same thread budget as torch in this process: a fair comparison on a shared CPU.
@@ -119,13 +122,16 @@ def max_abs_logit_diff(model, onnx_model: OnnxClassifier, tokenizer, texts: list
     return worst
 
 
-def export_and_profile(model_dir: Path, texts: list[str], max_length: int, latency_texts: int,
-                       throughput_texts: int = 512, tolerance: float = PARITY_TOLERANCE) -> OnnxProfile:
-    """Export `model_dir` to `model_dir/model.onnx`, check parity on `texts`, time it like the torch profile."""
+def export_and_profile(model_dir: Path, texts: list[str], max_length: int | None, latency_texts: int,
+                       throughput_texts: int = 512, tolerance: float = PARITY_TOLERANCE, *,
+                       batch_size: int) -> OnnxProfile:
+    """Export `model_dir` to `model_dir/model.onnx`, check parity on `texts`, time it like the torch profile
+    (max_length None: the saved one)."""
     require_onnx_packages()
     model_dir = Path(model_dir)
     model, tokenizer = load_trained(model_dir)
     model.to("cpu")
+    max_length = saved_max_length(tokenizer) if max_length is None else max_length
     start = time.perf_counter()
     path = export_onnx(model, tokenizer, model_dir / ONNX_FILE)
     export_s = time.perf_counter() - start
@@ -137,6 +143,6 @@ def export_and_profile(model_dir: Path, texts: list[str], max_length: int, laten
                            f"on {len(parity_texts)} test texts exceeds {tolerance:g}; do not serve this file "
                            "(set distill.onnx_export=false to skip the export)")
     del model
-    p50, p95 = latency_ms(onnx_model, tokenizer, texts[:latency_texts], max_length)
-    speed = throughput(onnx_model, tokenizer, texts[:throughput_texts], max_length)
-    return OnnxProfile(diff, len(parity_texts), p50, p95, speed, path.stat().st_size / 1e6, export_s, str(path))
+    speed = measure_speed(onnx_model, tokenizer, texts, max_length, latency_texts, batch_size, throughput_texts)
+    return OnnxProfile(diff, len(parity_texts), speed.latency_p50_ms, speed.latency_p95_ms,
+                       speed.throughput_texts_per_s, path.stat().st_size / 1e6, export_s, str(path))

@@ -27,8 +27,7 @@ from textclf.train.onnx_export import (
 def report(tmp_path_factory, tiny_classifier, splits_dir):
     # A copy: the export writes model.onnx into the folder, and tiny_classifier is shared.
     student = shutil.copytree(tiny_classifier, tmp_path_factory.mktemp("onnx") / "student")
-    out = compare_teacher_student(tiny_classifier, student, splits_dir, "test", max_length=64, latency_texts=10,
-                                  onnx=True)
+    out = compare_teacher_student(tiny_classifier, student, splits_dir, "test", latency_texts=10, onnx=True)
     return out, student
 
 
