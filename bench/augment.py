@@ -80,8 +80,10 @@ def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int)
 
     from textclf.augment.postag import held_out, tokenize
     from textclf.augment.synonyms import SynonymReplacer, load_tagger, load_wordnet
+    from textclf.config import SynonymConfig
 
-    wordnet, nlp = load_wordnet(), load_tagger("spacy")
+    spacy_model = SynonymConfig().spacy_model
+    wordnet, nlp = load_wordnet(), load_tagger("spacy", spacy_model)
     train_s = nltk_tagger_from_spacy(nlp.nlp, extra[:3000], work / "nltk_data")
     print(f"nlpaug reference: NLTK PerceptronTagger trained here on {len(extra[:3000])} spaCy-tagged "
           f"sentences ({train_s:.0f}s), since NLTK's tagger data is not shipped", flush=True)
@@ -89,18 +91,18 @@ def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int)
     warm = extra[-50:]
     reference.augment(warm)
     # The perceptron's word-type memo and spaCy's vocabulary start from these 50 sentences only.
-    perceptron = load_tagger("perceptron")
+    perceptron = load_tagger("perceptron", spacy_model)
     SynonymReplacer(wordnet, perceptron, rate=0.2).augment(warm)
     SynonymReplacer(wordnet, nlp, rate=0.2).augment(warm)
     # A fresh replacer per repeat: its synonym memo starts cold each time, like nlpaug's lookups. The
     # tagger is loaded once, as spaCy's pipeline is; a fresh one for the first repeat (cold word types).
-    taggers = iter([load_tagger("perceptron")] + [perceptron] * repeats)
+    taggers = iter([load_tagger("perceptron", spacy_model)] + [perceptron] * repeats)
     ours_s = median_time(lambda: SynonymReplacer(wordnet, next(taggers), rate=0.2, seed=1).augment(texts, 1), repeats)
     spacy_s = median_time(lambda: SynonymReplacer(wordnet, nlp, rate=0.2, seed=1).augment(texts, 1), 1)
     ref_s = median_time(lambda: [reference.augment(t) for t in texts], repeats)
     agreement = tag_agreement(perceptron, nlp, [t for t in texts if held_out(t)])
     # The tagger ships its training text's frequent word types precomputed; the rest cost look-ups.
-    lexicon = set(load_tagger("perceptron")._types)
+    lexicon = set(load_tagger("perceptron", spacy_model)._types)
     words = [w for t in texts for _, _, w in tokenize(t)]
     coverage = sum(w in lexicon for w in words) / len(words)
     print(f"perceptron vs spaCy tags on {agreement['sentences']} held-out sentences: {agreement}", flush=True)

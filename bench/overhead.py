@@ -26,7 +26,7 @@ def plain(cfg, out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     raw = stages.ingest(cfg, out)
     data = stages.split(cfg, raw, out)
-    data, _ = stages.validate(cfg, data, out)
+    data = stages.validate(cfg, data, out).data
     trained = stages.train(cfg, data, out, log_line=lambda line: None)
     stages.evaluate(cfg, trained.model_dir, data, out)
     return time.perf_counter() - started
@@ -39,8 +39,8 @@ def main() -> None:
 
     from prefect import flow
 
-    from flows.retrain import retrain
     from textclf.config import build_config
+    from textclf_flows.retrain import retrain
 
     @flow(name="warm-up")
     def warm_up() -> int:

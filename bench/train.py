@@ -105,7 +105,7 @@ def ours(splits_path: Path, root: Path, args: argparse.Namespace) -> dict:
                         "train": {"epochs": 1, "batch_size": args.batch, "learning_rate": 1e-4, "seed": args.seed,
                                   "nproc_per_node": 1, "max_length": 128}})
     run = root / f"ours-{time.monotonic_ns()}"
-    result = stages.train(cfg, stages.DataRef(str(splits_path), "", {}, []), run, log_line=lambda line: None)
+    result = stages.train(cfg, stages.DataRef.of_splits(splits_path), run, log_line=lambda line: None)
     return {"runtime_s": result.train_runtime_s, "tokens_real": result.tokens_real,
             "tokens_padded": result.tokens_padded, "val_accuracy": result.val_metrics.get("val_accuracy"),
             "eval_in_runtime_s": result.eval_runtime_s}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from tasks.augment import store_translations, translate_chunk, translation_chunks
 from textclf.config import PipelineConfig
 from textclf.stages import DataRef
+from textclf_tasks.augment import store_translations, translate_chunk, translation_chunks
 
 
 @flow(name="augment-translate", validate_parameters=False)

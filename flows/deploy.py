@@ -11,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import serve
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Schedule
 
-from flows.retrain import retrain
-from tasks.skip import SCHEDULED_DEPLOYMENT
 from textclf.config import PipelineConfig
+from textclf.deployments import MANUAL_DEPLOYMENT, SCHEDULED_DEPLOYMENT
+from textclf_flows.retrain import retrain
 
-MANUAL_DEPLOYMENT = "manual"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["textclf"]
 
@@ -27,7 +26,7 @@ def _common(cfg: PipelineConfig) -> dict:
     return {"parameters": {"config": cfg.to_dict()}, "tags": TAGS, "enforce_parameter_schema": True}
 
 
-def _schedule(cfg: PipelineConfig) -> Cron:
+def _schedule(cfg: PipelineConfig) -> Schedule:
     return Cron(cfg.ops.cron, timezone=cfg.ops.timezone)
 
 

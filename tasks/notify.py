@@ -5,11 +5,14 @@ The block holds the URL and any token; flow parameters and logs never do.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.blocks.core import Block
 from prefect.logging import get_logger
 
 from textclf.config import PipelineConfig, build_config
 from textclf.errors import ConfigError
+from textclf.registry import PromotionOutcome
 
 logger = get_logger("textclf.notify")
 
@@ -19,7 +22,8 @@ def send(block_name: str | None, subject: str, body: str) -> bool:
     if not block_name:
         return False
     try:
-        block = Block.load(block_name)
+        # Any: a block type known at run time; called from sync code, load returns the block, not a coroutine
+        block: Any = Block.load(block_name)
     except Exception as err:  # missing block or unknown block type: notifications are optional
         logger.info("no notification sent: block %r not loaded (%s)", block_name, str(err).splitlines()[0])
         return False
@@ -49,7 +53,7 @@ def notify_failure(flow, flow_run, state) -> None:
          f"Flow run {flow_run.name} ({flow_run.id}) of {flow.name} ended {state.name}: {state.message or ''}")
 
 
-def notify_promotion(cfg: PipelineConfig, decision: dict, run_url: str | None) -> bool:
-    body = (f"{decision['name']} v{decision['version']} is now @{cfg.registry.champion_alias}: "
-            f"{decision['reason']}" + (f" ({run_url})" if run_url else ""))
-    return send(cfg.ops.notify_block, f"textclf: {decision['name']} v{decision['version']} promoted", body)
+def notify_promotion(cfg: PipelineConfig, outcome: PromotionOutcome) -> bool:
+    body = (f"{outcome.name} v{outcome.version} is now @{cfg.registry.champion_alias}: {outcome.reason}"
+            + (f" ({outcome.version_url})" if outcome.version_url else ""))
+    return send(cfg.ops.notify_block, f"textclf: {outcome.name} v{outcome.version} promoted", body)

@@ -7,10 +7,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import DEFAULT
 from prefect.runtime import deployment, flow_run
 
-from tasks.notify import notify_promotion
-from textclf import registry, stages, ui_links
+from textclf import stages
 from textclf.config import PipelineConfig
 from textclf.evaluate import EvalReport
+from textclf.lineage import Lineage
+from textclf.registry import PromotionOutcome
+from textclf.tracking import TrackedRun
+from textclf_tasks.notify import notify_promotion
 
 
 def prefect_trigger(cfg: PipelineConfig) -> str:
@@ -23,25 +26,34 @@ def prefect_trigger(cfg: PipelineConfig) -> str:
     return f"{kind}:{deployment.name}:{flow_run.name}"
 
 
+def _report(cfg: PipelineConfig, outcome: PromotionOutcome) -> PromotionOutcome:
+    """The decision as Prefect artifacts and a log line; a notification when the champion moved."""
+    verdict = f"promoted to @{cfg.registry.champion_alias}" if outcome.promoted else "not promoted"
+    create_markdown_artifact(
+        f"## Promotion\n\nversion **{outcome.version}** of `{outcome.name}`: {verdict}\n\n"
+        f"- reason: {outcome.reason}\n- previous champion: {outcome.previous_champion or 'none'}\n"
+        f"- trigger: {outcome.trigger}\n- audit record: run `{outcome.audit_run_id}`\n"
+        f"- model card: `{outcome.model_card}`\n", key="promotion-decision")
+    get_run_logger().info("registered %s v%s, promoted=%s (%s)", outcome.name, outcome.version, outcome.promoted,
+                          outcome.reason)
+    if outcome.version_url:
+        create_link_artifact(outcome.version_url, link_text=f"{outcome.name} v{outcome.version}",
+                             key="registered-version", description="the registered model version in MLflow")
+    if outcome.promoted:
+        notify_promotion(cfg, outcome)
+    return outcome
+
+
 # Persisted per flow run: a retried flow run never registers the same model twice.
 @task(name="promote", retries=1, retry_delay_seconds=10, cache_policy=DEFAULT, persist_result=True)
-def promote(cfg: PipelineConfig, run_id: str, model_dir: str, report: EvalReport, data: stages.DataRef,
-            out_dir: Path, tags: dict[str, str]) -> dict:
-    result = registry.register_and_promote(cfg, run_id, model_dir, report, tags, data_dir=data.path,
-                                           trigger=prefect_trigger(cfg), actor="prefect",
-                                           eval_dir=Path(out_dir) / "evaluation")
-    verdict = f"promoted to @{cfg.registry.champion_alias}" if result["promoted"] else "not promoted"
-    create_markdown_artifact(
-        f"## Promotion\n\nversion **{result['version']}** of `{result['name']}`: {verdict}\n\n"
-        f"- reason: {result['reason']}\n- previous champion: {result['previous_champion'] or 'none'}\n"
-        f"- trigger: {result['trigger']}\n- audit record: run `{result['audit_run_id']}`\n"
-        f"- model card: `{result['model_card']}`\n", key="promotion-decision")
-    get_run_logger().info("registered %s v%s, promoted=%s (%s)", result["name"], result["version"],
-                          result["promoted"], result["reason"])
-    version_url = ui_links.model_version_url(cfg, result["name"], result["version"])
-    if version_url:
-        create_link_artifact(version_url, link_text=f"{result['name']} v{result['version']}",
-                             key="registered-version", description="the registered model version in MLflow")
-    if result["promoted"]:
-        notify_promotion(cfg, result, version_url)
-    return result
+def promote(cfg: PipelineConfig, run: TrackedRun, model_dir: str, report: EvalReport, data: stages.DataRef,
+            out_dir: Path, lineage: Lineage) -> PromotionOutcome:
+    outcome = stages.promote(cfg, run, model_dir, report, data, out_dir, lineage, prefect_trigger(cfg), "prefect")
+    return _report(cfg, outcome)
+
+
+@task(name="promote-student", retries=1, retry_delay_seconds=10, cache_policy=DEFAULT, persist_result=True)
+def promote_student(cfg: PipelineConfig, student: stages.DistillOutcome, evaluated: stages.StudentEvaluation,
+                    data: stages.DataRef, lineage: Lineage, teacher: PromotionOutcome | None) -> PromotionOutcome:
+    outcome = stages.promote_student(cfg, student, evaluated, data, lineage, teacher, prefect_trigger(cfg), "prefect")
+    return _report(cfg, outcome)

@@ -9,6 +9,7 @@ from prefect.cache_policies import DEFAULT
 
 from textclf import stages
 from textclf.config import PipelineConfig
+from textclf.tracking import TrackedRun
 from textclf.train.finetune import TrainResult
 
 MAX_CURVE_ROWS = 200
@@ -16,10 +17,10 @@ MAX_CURVE_ROWS = 200
 
 # Persisted per flow run: a retried flow run skips a finished training; an unfinished one resumes.
 @task(name="train", retries=1, retry_delay_seconds=5, cache_policy=DEFAULT, persist_result=True)
-def train(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run_id: str) -> TrainResult:
+def train(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run: TrackedRun) -> TrainResult:
     # A retry reuses the same run folder, so training resumes from its last checkpoint.
-    result = stages.train(cfg, data, out_dir, mlflow_run_id=run_id, log_line=get_run_logger().info)
-    curve_artifact(Path(out_dir) / "metrics.jsonl", run_id)
+    result = stages.train(cfg, data, out_dir, run, log_line=get_run_logger().info)
+    curve_artifact(Path(out_dir) / "metrics.jsonl", run.run_id)
     return result
 
 

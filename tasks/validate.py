@@ -6,23 +6,22 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import DEFAULT  # reused by a retry of the same flow run
 
-from textclf import stages, tracking
+from textclf import stages
 from textclf.config import PipelineConfig
-from textclf.data.validate import ValidationReport
+from textclf.errors import ValidationFailed
+from textclf.tracking import TrackedRun
 
 
 @task(name="validate", cache_policy=DEFAULT, persist_result=True)
-def validate(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run_id: str) -> stages.DataRef:
-    """The data to train on: `data` itself, or its quarantined copy (failing rows dropped)."""
-    report_dir = Path(out_dir) / "validation"
+def validate(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run: TrackedRun) -> stages.DataRef:
+    """The data to train on: the rows that passed the gate, in `out_dir/validated`."""
     try:
-        kept, report = stages.validate(cfg, data, out_dir)
-    finally:
-        # Data Docs, validation.json and quarantine.csv, also (above all) when the gate fails.
-        if (report_dir / "validation.json").exists():
-            tracking.log_artifacts(cfg, run_id, report_dir, "validation")
-            summary = ValidationReport.load(report_dir / "validation.json")
-            create_markdown_artifact(summary.markdown(), key="validation-report", description="data gate")
+        validated = stages.validate(cfg, data, out_dir, run)
+    except ValidationFailed as failed:
+        if failed.report is not None:  # the report, above all when the gate fails
+            create_markdown_artifact(failed.report.markdown(), key="validation-report", description="data gate")
+        raise
+    create_markdown_artifact(validated.report.markdown(), key="validation-report", description="data gate")
     get_run_logger().info("validation passed: %d checks, %d row(s) quarantined; training on %s",
-                          len(report.checks), report.quarantined, kept.path)
-    return kept
+                          len(validated.report.checks), validated.report.quarantined, validated.data.path)
+    return validated.data

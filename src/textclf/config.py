@@ -6,6 +6,8 @@ in the Prefect UI form and in the JSON schema. Unknown keys are rejected everywh
 
 from __future__ import annotations
 
+import zoneinfo
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +18,31 @@ from textclf.errors import ConfigError
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATA = "packaged:rotten_tomatoes"
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    """Where runs and registered models live (tracking URI = registry URI), resolved from the config."""
+
+    uri: str
+    experiment: str
+    artifact_root: str | None  # None: a tracking server's own (proxied) default
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """What registry and audit operations need: the store and the registry section."""
+
+    mlflow: MlflowTarget
+    settings: RegistryConfig
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    @property
+    def alias(self) -> str:
+        return self.settings.champion_alias
 
 
 class _Section(BaseModel):
@@ -457,8 +484,6 @@ class OpsConfig(_Section):
 
     @model_validator(mode="after")
     def _zone(self) -> OpsConfig:
-        import zoneinfo
-
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -498,6 +523,12 @@ class PipelineConfig(_Section):
         if self.tracking.tracking_uri:
             return self.tracking.tracking_uri
         return f"sqlite:///{(self.output_path / 'mlflow.db').resolve()}"
+
+    def tracking_target(self) -> MlflowTarget:
+        return MlflowTarget(self.mlflow_uri(), self.tracking.experiment, self.artifact_root())
+
+    def registry_target(self) -> RegistryTarget:
+        return RegistryTarget(self.tracking_target(), self.registry)
 
     def artifact_root(self) -> str | None:
         """Where new experiments keep artifacts: the configured location; a folder beside the local

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 UNKNOWN = "_not recorded_"
@@ -30,7 +31,7 @@ def _with_prefix(values: dict[str, str], *prefixes: str) -> dict[str, str]:
     return {k: v for k, v in sorted(values.items()) if k.startswith(prefixes)}
 
 
-def _table(rows: dict[str, object], head=("key", "value")) -> str:
+def _table(rows: Mapping[str, object], head=("key", "value")) -> str:
     if not rows:
         return UNKNOWN
     body = "\n".join(f"| `{k}` | {v} |" for k, v in rows.items())

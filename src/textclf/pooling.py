@@ -22,6 +22,8 @@ from transformers import (
     BertModel,
     MPNetConfig,
     MPNetModel,
+    PretrainedConfig,
+    PreTrainedModel,
     RobertaConfig,
     RobertaModel,
     XLMRobertaConfig,
@@ -30,7 +32,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 # model_type of the base checkpoint -> (its config class, its encoder class)
-SUPPORTED = {
+SUPPORTED: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "bert": (BertConfig, BertModel),
     "mpnet": (MPNetConfig, MPNetModel),
     "roberta": (RobertaConfig, RobertaModel),
@@ -55,7 +57,7 @@ def _make_classes(base_type: str):
 
     mean_config = type(f"MeanPooling{config_cls.__name__}", (config_cls,), {"model_type": PREFIX + base_type})
 
-    class MeanPoolingClassifier(pretrained_cls):
+    class MeanPoolingClassifier(pretrained_cls):  # type: ignore[valid-type,misc]  # a base chosen at runtime
         config_class = mean_config
 
         def __init__(self, config):

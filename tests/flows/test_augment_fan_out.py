@@ -9,12 +9,12 @@ import pytest
 def test_dask_fan_out_fills_the_cache_with_the_sequential_translations(prefect_harness, splits_dir, tmp_path):
     from datasets import load_from_disk
 
-    from flows.augment_fan_out import fan_out_translations
     from textclf.augment.backtranslate import BergamotTranslator, backtranslator_for
     from textclf.augment.cache import AugmentCache, cache_path
     from textclf.augment.training_split import backtranslation_sources
     from textclf.config import build_config
     from textclf.stages import DataRef
+    from textclf_flows.augment_fan_out import fan_out_translations
 
     cfg = build_config({
         "output_dir": str(tmp_path / "outputs"),
@@ -32,7 +32,7 @@ def test_dask_fan_out_fills_the_cache_with_the_sequential_translations(prefect_h
     sequential = backtranslator_for(cfg.augment, BergamotTranslator(threads=1), cache=None)
     expected = sequential.roundtrip(texts)
     keys = [sequential.key(t) for t in texts]
-    with AugmentCache(cache_path(cfg)) as cache:
+    with AugmentCache(cache_path(cfg.augment, cfg.output_path)) as cache:
         found = cache.get_many(keys)
     assert stored == sum(1 for e in expected if e) > 0
     assert [found.get(k) for k in keys] == expected

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def flow_run(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
-    from flows.retrain import retrain
     from textclf.config import build_config
+    from textclf_flows.retrain import retrain
 
     out = tmp_path_factory.mktemp("flow")
     tree = {
@@ -81,3 +81,18 @@ def test_predict_cli_prints_a_label_per_text(flow_run):
     for line, text in zip(lines, texts, strict=True):
         label, score, echoed = line.split("\t")
         assert label in {"negative", "positive"} and 0.5 <= float(score) <= 1.0 and echoed == text
+
+
+def test_the_flow_writes_the_folders_the_dvc_stages_write(flow_run):
+    """Prefect and DVC call the same stages: validated/ and augmented/ (a copy: augmentation is off here)
+    exist in the run folder as in outputs/dvc, with the augment report saying why nothing was added."""
+    from datasets import load_from_disk
+
+    from textclf.augment.report import AugmentReport
+
+    _, summary, _ = flow_run
+    run_dir = Path(summary["run_dir"])
+    splits, validated, augmented = (load_from_disk(str(run_dir / name)) for name in ("splits", "validated", "augmented"))
+    assert {k: list(v["text"]) for k, v in augmented.items()} == {k: list(v["text"]) for k, v in validated.items()}
+    assert {k: len(v) for k, v in validated.items()} == {k: len(v) for k, v in splits.items()}
+    assert AugmentReport.read(run_dir / "augment").notes == ["augmentation off (augment.enabled=false)"]

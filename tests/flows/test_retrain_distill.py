@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow  # the whole flow: two torchrun launches
 def flow_run(prefect_harness, tmp_path_factory, rows_csv):
     from unit.train.test_distill import make_teacher
 
-    from flows.retrain import retrain
     from textclf.config import build_config
+    from textclf_flows.retrain import retrain
 
     out = tmp_path_factory.mktemp("flow-distill")
     # A 4-layer tiny model, so the default kind of student (a subset of the teacher's layers) exists.

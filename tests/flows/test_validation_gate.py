@@ -10,8 +10,8 @@ from textclf.errors import ValidationFailed
 
 
 def test_corrupted_csv_stops_the_flow_before_training(prefect_harness, tmp_path, tiny_model, rows_csv):
-    from flows.retrain import retrain
     from textclf.config import build_config
+    from textclf_flows.retrain import retrain
 
     frame = pd.read_csv(rows_csv)
     frame.loc[frame.index[:25], "text"] = "   "  # 25 whitespace-only texts of 200

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+TEXTCLF = str(Path(sys.executable).parent / "textclf")  # the console script users run (with `run`, `worker`)
 
 
 def _textclf(*args, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "textclf", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=env)
+    return subprocess.run([TEXTCLF, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,6 @@ def test_predict_without_a_champion_says_how_to_get_one(tmp_path):
 
 
 def test_help_everywhere(tmp_path):
-    for command in ([], ["run"], ["predict"], ["train"], ["config", "show"]):
+    for command in ([], ["run"], ["worker"], ["predict"], ["train"], ["config", "show"]):
         result = _textclf(*command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Usage" in result.stdout, command

@@ -18,7 +18,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from textclf import stages, tracking
+from textclf import stages
 from textclf.config import build_config, dump_yaml
 from textclf.errors import TrainingFailed
 from textclf.train.launch import _child_env, launch_training, torchrun_command
@@ -77,8 +77,9 @@ def test_launch_timeout_kills_every_rank(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_log_one_mlflow_run(tmp_path, splits, tiny_model, rows_csv):
     cfg = tiny_train_config(tmp_path, tiny_model, rows_csv, nproc_per_node=2)
-    run_id = tracking.start_run(cfg, run_name="ddp")
-    result = stages.train(cfg, splits, tmp_path / "run", mlflow_run_id=run_id, log_line=lambda line: None)
+    run = stages.start_tracking(cfg, "ddp", {})
+    run_id = run.run_id
+    result = stages.train(cfg, splits, tmp_path / "run", run, log_line=lambda line: None)
     assert result.world_size == 2
     client = MlflowClient(tracking_uri=cfg.mlflow_uri())
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from datasets import load_from_disk
 
@@ -46,6 +47,28 @@ def test_each_stage_reads_what_an_earlier_stage_wrote_and_training_reads_the_aug
     assert _option(stages["augment"]["cmd"], "--data") == "outputs/dvc/validated"
     for name in ("train", "evaluate", "distill"):
         assert _option(stages[name]["cmd"], "--data") == "outputs/dvc/augmented", name
+
+
+def test_every_dvc_command_parses_and_names_each_path_it_needs():
+    """The DVC-stage commands take their paths as required options (no second default to drift from
+    dvc.yaml): each stage's cmd parses, and leaving a path out is refused."""
+    import typer
+
+    from textclf.cli import app
+
+    group = typer.main.get_command(app)
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        words = shlex.split(stage["cmd"])
+        assert words[:2] == ["textclf", name], stage["cmd"]
+        command = group.commands[name]
+        command.make_context(name, words[2:])  # raises on a missing or unknown option
+        paths = [p for p in command.params if p.name in {"data", "out", "model_dir"}]
+        assert paths and all(p.required for p in paths), name
+        args = words[2:]
+        at = args.index("--out")
+        with pytest.raises(Exception, match="Missing parameter: out") as missing:
+            command.make_context(name, args[:at] + args[at + 2:])
+        assert type(missing.value).__name__ == "MissingParameter"
 
 
 def test_validate_and_augment_commands_hand_the_next_stage_its_splits(tmp_path, rows_csv):

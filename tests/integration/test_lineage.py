@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from textclf import registry, stages, tracking
+from textclf import registry, stages
 from textclf.cli import app
 from textclf.config import build_config
 from textclf.data.sources import content_digest, load_source
+from textclf.lineage import describe_lineage, record_data_lineage
 from textclf.versioning import add_data, path_md5, restore_data, run_dvc, source_version
 
 
@@ -36,11 +37,12 @@ def test_registered_version_restores_its_training_data(tmp_path, rows_csv, tiny_
     # What the flow does: ingest + split the tracked folder, tag the run, register with the run's lineage.
     out = tmp_path / "run"
     data = stages.split(cfg, stages.ingest(cfg, out), out)
-    run_id = tracking.start_run(cfg, run_name="lineage-test", tags={"prefect.flow_run_id": "flow-123"})
-    tracking.record_data_lineage(cfg, run_id, data.path, data.fingerprint, source_version(cfg.data, repo))
-    lineage = tracking.lineage_tags(cfg, run_id)
-    version = registry.register_model(cfg, run_id, tiny_model, {**lineage, "data.fingerprint": data.fingerprint})
-    tracking.end_run(cfg, run_id)
+    run = stages.start_tracking(cfg, "lineage-test", {"prefect.flow_run_id": "flow-123"})
+    run_id = run.run_id
+    lineage = record_data_lineage(run, data.path, data.fingerprint, source_version(cfg.data, repo))
+    assert lineage.data_version == v1.md5 and lineage.tags["prefect.flow_run_id"] == "flow-123"
+    version = registry.register_model(cfg.registry_target(), run_id, tiny_model, lineage.version_tags())
+    run.end()
 
     # New data arrives; the old version's files leave the workspace and the local cache.
     extra = tmp_path / "drops" / "more.csv"
@@ -50,18 +52,19 @@ def test_registered_version_restores_its_training_data(tmp_path, rows_csv, tiny_
     assert v2.changed and v2.md5 != v1.md5
     shutil.rmtree(repo / ".dvc" / "cache")
 
-    info = tracking.describe_lineage(cfg, version.uri)
-    assert info["registered"]["tags"]["data.dvc_md5"] == info["data_dvc_md5"] == v1.md5
-    assert info["prefect_flow_run_id"] == "flow-123"
-    assert len(info["git_commit"]) in (40, len("unknown"))
-    assert {d["context"] for d in info["datasets"]} == {"train", "validation", "test"}
-    assert info["data_digest"] == data.fingerprint
+    info = describe_lineage(cfg.tracking_target(), version.uri)
+    assert info.registered["tags"]["data.dvc_md5"] == info.data_dvc_md5 == v1.md5
+    assert info.registered["tags"]["data.fingerprint"] == data.fingerprint
+    assert info.prefect_flow_run_id == "flow-123"
+    assert len(info.git_commit) in (40, len("unknown"))
+    assert {d["context"] for d in info.datasets} == {"train", "validation", "test"}
+    assert info.data_digest == data.fingerprint
 
-    restored = restore_data(info["data_dvc_md5"], repo / "restored")  # pulled from the remote
+    restored = restore_data(info.data_dvc_md5, repo / "restored")  # pulled from the remote
     assert path_md5(restored) == v1.md5
     assert (restored / rows_csv.name).read_bytes() == rows_csv.read_bytes()
     again = load_source(cfg.data.model_copy(update={"source": str(restored)}))
-    assert content_digest(again) == info["data_digest"]
+    assert content_digest(again) == info.data_digest
 
     result = CliRunner().invoke(app, ["lineage", version.uri, "--set", f"output_dir={cfg.output_dir}"])
     assert result.exit_code == 0, result.output

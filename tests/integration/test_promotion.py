@@ -16,7 +16,7 @@ import mlflow.artifacts
 import pytest
 from typer.testing import CliRunner
 
-from textclf import registry, tracking
+from textclf import registry, stages, tracking
 from textclf.config import build_config
 from textclf.evaluate import EvalReport, evaluate_model
 
@@ -56,15 +56,16 @@ def scaled(report: EvalReport, factor: float) -> EvalReport:
 
 
 def candidate(cfg, model_dir, report, splits_dir, trigger="test") -> dict:
-    run_id = tracking.start_run(cfg, run_name="candidate", tags={"data.version": "md5-abc123"})
-    result = registry.register_and_promote(cfg, run_id, model_dir, report, {"data.fingerprint": "fp-1"},
-                                           data_dir=splits_dir, trigger=trigger, actor="tester")
-    tracking.end_run(cfg, run_id)
-    return result
+    run = stages.start_tracking(cfg, "candidate", {"data.version": "md5-abc123"})
+    result = registry.register_and_promote(cfg.registry_target(), cfg.evaluate, run.run_id, model_dir, report,
+                                           {"data.fingerprint": "fp-1"}, splits_dir, trigger, actor="tester",
+                                           batch_size=cfg.train.eval_batch_size)
+    run.end()
+    return result.to_dict()
 
 
 def champion(cfg) -> str | None:
-    mv = registry.current_champion(cfg)
+    mv = registry.current_champion(cfg.registry_target())
     return str(mv.version) if mv else None
 
 
@@ -76,7 +77,7 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
     worse = candidate(cfg, tiny_classifier, scaled(real_report, 0.5), splits_dir)
     assert not worse["promoted"] and champion(cfg) == "1"
     assert "macro_f1" in worse["reason"] and "re-evaluated now" in worse["reason"]
-    client = tracking.client_for(cfg)
+    client = tracking.client_for(cfg.tracking_target())
     rejected = client.get_model_version(cfg.registry.model_name, worse["version"])
     assert rejected.tags["promotion.decision"] == "rejected"
     assert rejected.tags["promotion.reason"] == worse["reason"]
@@ -84,10 +85,10 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
     better = candidate(cfg, tiny_classifier, scaled(real_report, 10.0), splits_dir)
     assert better["promoted"] and better["previous_champion"] == "1" and champion(cfg) == "3"
 
-    back = registry.rollback(cfg, "v3 misbehaves in production", actor="oncall")
+    back = registry.rollback(cfg.registry_target(), cfg.evaluate, "v3 misbehaves in production", actor="oncall")
     assert champion(cfg) == "1" and back.previous_champion == "3" and back.action == "rollback"
 
-    records = registry.history(cfg)
+    records = registry.history(cfg.registry_target())
     assert [(r.seq, r.action, r.decision, r.candidate_version) for r in records] == [
         (1, "gate", "promoted", "1"), (2, "gate", "rejected", "2"), (3, "gate", "promoted", "3"),
         (4, "rollback", "rolled-back", "1")]
@@ -111,7 +112,7 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
 
     # The audit record is a run of its own, and the version tags point at it.
     tagged = client.get_model_version(cfg.registry.model_name, "2").tags
-    assert tagged["promotion.audit_run_id"] == registry.history(cfg)[-1].audit_run_id
+    assert tagged["promotion.audit_run_id"] == registry.history(cfg.registry_target())[-1].audit_run_id
     audit_run = client.get_run(tagged["promotion.audit_run_id"])
     assert audit_run.data.tags["audit.decision"] == "promoted" and "candidate.macro_f1" in audit_run.data.metrics
 
@@ -134,8 +135,8 @@ def run_main(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_refusals_via_entry_point(cfg, tiny_classifier, splits_dir, real_report, capsys):
     candidate(cfg, tiny_classifier, real_report, splits_dir)
-    run_id = tracking.start_run(cfg)
-    unevaluated = registry.register_model(cfg, run_id, tiny_classifier)  # registered by hand, no evaluation
+    run_id = stages.start_tracking(cfg, None, {}).run_id
+    unevaluated = registry.register_model(cfg.registry_target(), run_id, tiny_classifier)  # registered by hand, no evaluation
     opts = ["-s", f"output_dir={cfg.output_dir}"]
     capsys.readouterr()
     for args, expected in ((["promote", "9", "--reason", "x"], "version 9 of model textclf does not exist"),
@@ -154,7 +155,7 @@ def test_refusals_via_entry_point(cfg, tiny_classifier, splits_dir, real_report,
 
 def test_model_card_and_evidence_attached(cfg, tiny_classifier, splits_dir, real_report):
     result = candidate(cfg, tiny_classifier, real_report, splits_dir)
-    mv = tracking.client_for(cfg).get_model_version(cfg.registry.model_name, result["version"])
+    mv = tracking.client_for(cfg.tracking_target()).get_model_version(cfg.registry.model_name, result["version"])
     assert mv.tags["model_card"] == result["model_card"] and result["model_card"] in mv.description
     assert mv.tags["eval.report"].endswith("evaluation/v1/eval.json")
     card = _read_artifact(cfg, result["model_card"])
@@ -189,7 +190,7 @@ def test_concurrent_promotions_leave_one_consistent_champion(cfg, tiny_classifie
     for t in threads:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads) and errors == []
-    records = registry.history(cfg)
+    records = registry.history(cfg.registry_target())
     assert len(records) == 2 and [r.seq for r in records] == [1, 2]
     assert {r.candidate_version for r in records} == {results["a"]["version"], results["b"]["version"]}
     # The chain is unbroken: each decision saw the champion the previous one left.

@@ -48,7 +48,7 @@ def test_champion_stack_push_pop():
 
 
 def test_lock_serialises_threads(tmp_path):
-    cfg = build_config({"output_dir": str(tmp_path), "registry": {"lock_timeout_s": 20}})
+    cfg = build_config({"output_dir": str(tmp_path), "registry": {"lock_timeout_s": 20}}).registry_target()
     assert audit.lock_path(cfg).name == "mlflow.db.promote.lock"
     inside, overlaps = [], []
     gate = threading.Barrier(4, timeout=20)
@@ -72,7 +72,7 @@ def test_lock_serialises_threads(tmp_path):
 
 
 def test_lock_times_out_with_clear_error(tmp_path):
-    cfg = build_config({"output_dir": str(tmp_path), "registry": {"lock_timeout_s": 0.2}})
+    cfg = build_config({"output_dir": str(tmp_path), "registry": {"lock_timeout_s": 0.2}}).registry_target()
     with promotion_lock(cfg):
         errors = []
         t = threading.Thread(target=lambda: errors.append(_try_lock(cfg)))
@@ -108,9 +108,10 @@ def test_model_card_renders_known_and_unknown():
 
 def test_human_actions_refuse_unknown_versions(tmp_path):
     cfg = build_config({"output_dir": str(tmp_path)})
+    reg = cfg.registry_target()
     with pytest.raises(PromotionRefused, match="version 7 of model textclf does not exist"):
-        promote_version(cfg, "7", "because")
+        promote_version(reg, cfg.evaluate, "7", "because")
     with pytest.raises(PromotionRefused, match="reason is required"):
-        promote_version(cfg, "7", "  ")
+        promote_version(reg, cfg.evaluate, "7", "  ")
     with pytest.raises(PromotionRefused, match="no @champion; nothing to roll back"):
-        rollback(cfg, "bad model")
+        rollback(reg, cfg.evaluate, "bad model")

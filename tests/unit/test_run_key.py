@@ -27,3 +27,32 @@ def test_key_follows_data_config_and_code_but_not_the_schedule(tmp_path):
     assert run_key.compute_run_key(cfg, [code]).code != changed.code
     assert set(key.as_tags()) == {"textclf.run_key", "textclf.run_key.data", "textclf.run_key.config",
                                   "textclf.run_key.code"}
+
+
+def test_skip_decision_follows_the_mode_and_the_last_successful_run(tmp_path):
+    """The skip rule against a real sqlite MLflow store: only a FINISHED run with the same key skips."""
+    from textclf import stages
+    from textclf.deployments import SCHEDULED_DEPLOYMENT
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\ngood,positive\nbad,negative\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "stage.py").write_text("x = 1\n")
+    tree = {"output_dir": str(tmp_path / "out"), "data": {"source": str(data)}}
+    cfg = build_config({**tree, "ops": {"skip_unchanged": "scheduled"}})
+
+    manual = run_key.decide_skip(cfg, [code], "manual")
+    assert not manual.skip and "not a run to skip" in manual.reason
+    first = run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT)
+    assert not first.skip and "is new" in first.reason and first.previous_run_id is None
+
+    run = stages.start_tracking(cfg, "earlier", first.key_tags)
+    assert not run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT).skip  # still RUNNING: not a success
+    run.end()
+    again = run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT)
+    assert again.skip and again.previous_run_id == run.run_id and "unchanged since" in again.reason
+    never = build_config({**tree, "ops": {"skip_unchanged": "never"}})
+    assert not run_key.decide_skip(never, [code], SCHEDULED_DEPLOYMENT).skip
+    (code / "stage.py").write_text("x = 2\n")  # new code: a new key
+    assert not run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT).skip

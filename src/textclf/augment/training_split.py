@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,8 @@ def _synonym_outputs(texts: list[str], rows: dict[int, int], cfg: AugmentConfig)
 
 
 def _backtranslation_outputs(texts: list[str], rows: list[int], cfg: AugmentConfig, cache: AugmentCache | None,
-                             threads: int, translator: Translator | None, report: AugmentReport):
+                             threads: int, translator: Translator | None,
+                             report: AugmentReport) -> list[tuple[int, str | None]]:
     own = translator is None
     translator = translator or make_translator(cfg.backtranslate, threads=threads, seed=cfg.seed)
     runner = backtranslator_for(cfg, translator, cache)
@@ -133,7 +134,7 @@ def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentC
     report = AugmentReport(rows_before=dict(sorted(Counter(labels).items())))
     bt_rows, syn_rows, report.skipped = _plan_split(texts, labels, cfg)
 
-    outputs: dict[str, list[tuple[int, str | None]]] = {}
+    outputs: dict[str, Sequence[tuple[int, str | None]]] = {}  # None: a text that did not translate
     if syn_rows:
         report.planned[SYNONYM] = sum(syn_rows.values())
         start = time.perf_counter()
@@ -156,13 +157,13 @@ def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentC
     for op, items in outputs.items():
         report.generated[op] = len(items)
         before = Counter(filt.dropped)
-        kept[op] = [(i, o) for i, o in items if filt.keep(texts[i], o)]
+        kept[op] = [(i, o) for i, o in items if filt.keep(texts[i], o) and o is not None]  # keep() drops None
         report.dropped[op] = dict(Counter(filt.dropped) - before)
     if predict_proba is not None:
-        for op, items in kept.items():
-            mask = label_consistent([o for _, o in items], [label_ids[i] for i, _ in items], predict_proba,
+        for op, rows in kept.items():
+            mask = label_consistent([o for _, o in rows], [label_ids[i] for i, _ in rows], predict_proba,
                                     cfg.label_filter.min_confidence)
-            kept[op] = [item for item, ok in zip(items, mask, strict=True) if ok]
+            kept[op] = [row for row, ok in zip(rows, mask, strict=True) if ok]
             if (~mask).sum():
                 report.dropped[op]["label_consistency"] = int((~mask).sum())
     report.added = {op: dict(sorted(Counter(labels[i] for i, _ in items).items())) for op, items in kept.items()}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from textclf.config import ValidateConfig
 
@@ -41,9 +43,6 @@ def add_computed_columns(frame: pd.DataFrame, class_names: list[str] | None,
 
 def is_in(values: pd.Series, members: pd.Series) -> np.ndarray:
     """Which `values` occur in `members`; Arrow's hash join (pandas' isin on Arrow strings is slow)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     found = pc.is_in(pa.array(values, from_pandas=True), value_set=pa.array(members, from_pandas=True))
     return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
@@ -68,7 +67,7 @@ def _meta(check: str, what: str) -> dict:
 
 def build_split_suite(split: str, cfg: ValidateConfig, declared: list[str], name: str | None = None):
     """The expectations one split must meet; train adds class shares, validation/test add leakage."""
-    import great_expectations as gx
+    import great_expectations as gx  # ~6 s to import: only when a gate runs
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
@@ -105,7 +104,7 @@ def build_split_suite(split: str, cfg: ValidateConfig, declared: list[str], name
 
 def build_dataset_suite(cfg: ValidateConfig, name: str = "textclf.dataset"):
     """Whole-dataset expectations, run on a one-column frame naming each row's split."""
-    import great_expectations as gx
+    import great_expectations as gx  # ~6 s to import: only when a gate runs
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name=name)
@@ -118,7 +117,7 @@ def build_dataset_suite(cfg: ValidateConfig, name: str = "textclf.dataset"):
 
 def row_level_copy(suite, failed_ids: set[str], name: str):
     """A suite holding fresh copies of the failed row-level expectations (to list every failing row)."""
-    import great_expectations as gx
+    import great_expectations as gx  # ~6 s to import: only when a gate runs
 
     out = gx.ExpectationSuite(name=name)
     for exp in suite.expectations:

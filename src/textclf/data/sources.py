@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset, load_from_disk
 
 from textclf.config import PACKAGED_DATA, DataConfig
 from textclf.errors import DataError
@@ -185,7 +185,9 @@ def read_drops(path: Path, cfg: DataConfig) -> tuple[pd.DataFrame, list[str], li
     """Every drop of a file or folder, checked column by column and combined."""
     files = drop_files(path)
     needed = [cfg.text_column, cfg.label_column] + ([cfg.group_column] if cfg.group_column else [])
-    frames, notes, names = [], [], []
+    frames: list[pd.DataFrame] = []
+    notes: list[str] = []
+    names: list[str] = []
     for file in files:
         frame, file_notes = read_file(file)
         others = f", unlike {names[0]}" if names else ""
@@ -199,8 +201,6 @@ def read_drops(path: Path, cfg: DataConfig) -> tuple[pd.DataFrame, list[str], li
 
 def _from_hf(dataset, cfg: DataConfig, where: str) -> pd.DataFrame:
     """A Dataset or DatasetDict (all splits combined; we split ourselves) -> normalised frame."""
-    from datasets import DatasetDict, concatenate_datasets
-
     if isinstance(dataset, DatasetDict):
         dataset = concatenate_datasets(list(dataset.values()))
     needed = [cfg.text_column, cfg.label_column] + ([cfg.group_column] if cfg.group_column else [])
@@ -214,8 +214,6 @@ def _from_hf(dataset, cfg: DataConfig, where: str) -> pd.DataFrame:
 
 
 def _read_hub(cfg: DataConfig) -> pd.DataFrame:
-    from datasets import load_dataset
-
     dataset_id, _, config_name = cfg.source[3:].partition(":")
     try:
         loaded = load_dataset(dataset_id, config_name or None)
@@ -256,8 +254,6 @@ def _read_frame(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
         return _read_hub(cfg), [source], []
     path = Path(source).expanduser()
     if path.is_dir() and is_saved_hf_dataset(path):
-        from datasets import load_from_disk
-
         return _from_hf(load_from_disk(str(path)), cfg, str(path)), [str(path)], []
     return read_drops(path, cfg)
 

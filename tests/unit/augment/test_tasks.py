@@ -15,7 +15,7 @@ def test_retrain_flow_augments_train_only_and_runs_the_ablation(tiny_config):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.retrain import retrain
+    from textclf_flows.retrain import retrain
 
     tree = tiny_config.to_dict()
     tree["augment"] = {"enabled": True, "ablation": True, "multiplier": 1.3,
@@ -33,7 +33,7 @@ def test_retrain_flow_augments_train_only_and_runs_the_ablation(tiny_config):
 
         keys = asyncio.run(artifact_keys())
     assert keys == {"augmentation-report", "augmentation-pairs", "augmentation-ablation"}
-    run = client_for(cfg).get_run(result["mlflow_run_id"])
+    run = client_for(cfg.tracking_target()).get_run(result["mlflow_run_id"])
     metrics, tags = run.data.metrics, run.data.tags
     assert metrics["augment.rows_added"] > 0 and "augment.synonym.sentences_per_s" in metrics
     assert {"ablation.noaug.test_accuracy", "ablation.delta.test_accuracy"} <= set(metrics)
@@ -41,5 +41,5 @@ def test_retrain_flow_augments_train_only_and_runs_the_ablation(tiny_config):
     run_dir = Path(result["run_dir"])
     assert (run_dir / "augment" / "augment_report.json").is_file()
     assert (run_dir / "ablation-noaug" / "test_metrics.json").is_file()
-    artifacts = {a.path for a in client_for(cfg).list_artifacts(result["mlflow_run_id"], "augment")}
+    artifacts = {a.path for a in client_for(cfg.tracking_target()).list_artifacts(result["mlflow_run_id"], "augment")}
     assert "augment/augment_report.md" in artifacts

@@ -49,7 +49,8 @@ def test_only_the_train_split_grows_and_rows_are_traceable(augment_config, tmp_p
     raw = stages.ingest(augment_config, out)
     data = stages.split(augment_config, raw, out)
     before = load_from_disk(data.path)
-    ref, report = stages.augment(augment_config, data, out)
+    augmented = stages.augment(augment_config, data, out)
+    ref, report = augmented.data, augmented.report
     after = load_from_disk(ref.path)
 
     for name in ("validation", "test"):  # never augmented
@@ -67,6 +68,7 @@ def test_only_the_train_split_grows_and_rows_are_traceable(augment_config, tmp_p
     assert AugmentReport.read(out / "augment").added == report.added
     assert "| op | label | original | augmented |" in (out / "augment" / "augment_report.md").read_text()
 
-    again, report2 = stages.augment(augment_config, data, tmp_path / "rerun")  # same seed, warm cache
+    rerun = stages.augment(augment_config, data, tmp_path / "rerun")  # same seed, warm cache
+    again, report2 = rerun.data, rerun.report
     assert again.fingerprint == ref.fingerprint
     assert report2.cache["hits"] == report.planned["backtranslation"] and report2.cache["misses"] == 0

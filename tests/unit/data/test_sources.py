@@ -205,7 +205,8 @@ def test_hub_offline_is_one_line():  # conftest sets HF_HUB_OFFLINE=1
 
 
 def test_cli_run_with_missing_source_exits_with_one_line():
-    done = subprocess.run([sys.executable, "-m", "textclf", "run", "--set", "data.source=/missing"],
+    textclf = str(Path(sys.executable).parent / "textclf")  # the console script: `run` lives in textclf_flows
+    done = subprocess.run([textclf, "run", "--set", "data.source=/missing"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

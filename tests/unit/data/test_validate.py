@@ -11,6 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_fro
 
 from textclf import stages
 from textclf.config import ValidateConfig, build_config
+from textclf.data.sources import content_digest
 from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 
@@ -112,10 +113,15 @@ def test_real_rows_pass_through_the_stage(tmp_path, rows_csv):
                         "validate": {"max_duplicate_rate": 0.2}})
     raw = stages.ingest(cfg, tmp_path)
     data = stages.split(cfg, raw, tmp_path)
-    kept, report = stages.validate(cfg, data, tmp_path)
+    validated = stages.validate(cfg, data, tmp_path)
+    kept, report = validated.data, validated.report
     assert report.passed, report.message()
-    assert kept == data  # nothing dropped: train on the input itself
-    assert not (tmp_path / "validated").exists() and not (tmp_path / "validation" / "quarantine.csv").exists()
+    # nothing dropped: the same rows, in the folder the next stage reads (the DVC and Prefect paths alike)
+    assert kept.path == str(tmp_path / "validated") and kept.fingerprint == data.fingerprint
+    assert kept.rows == data.rows and kept.labels == data.labels
+    before, after = load_from_disk(data.path), load_from_disk(kept.path)
+    assert {k: content_digest(v) for k, v in after.items()} == {k: content_digest(v) for k, v in before.items()}
+    assert not (tmp_path / "validated.partial").exists() and not (tmp_path / "validation" / "quarantine.csv").exists()
     assert len(report.checks) == 8 + 2 + 9 + 9 + 2  # per split; train's 2 class shares; leakage; dataset
     assert {c.split for c in report.checks} == {"train", "validation", "test", "all"}
 
@@ -125,7 +131,8 @@ def test_quarantine_drops_exactly_the_bad_rows_and_passes(tmp_path):
     splits.save_to_disk(str(tmp_path / "splits"))
     cfg = build_config({"validate": {**CFG, "mode": "quarantine"}})
     data = stages.DataRef(str(tmp_path / "splits"), "input", {}, ["neg", "pos", "neutral"])
-    kept, report = stages.validate(cfg, data, tmp_path)
+    validated = stages.validate(cfg, data, tmp_path)
+    kept, report = validated.data, validated.report
     assert report.passed, report.message()
     quarantine = pd.read_csv(report.quarantine_path, keep_default_na=False)
     assert report.quarantine_path == str(tmp_path / "validation" / "quarantine.csv")
@@ -149,8 +156,10 @@ def test_quarantine_still_fails_on_split_level_problems(tmp_path):
     cfg = build_config({"validate": {**CFG, "mode": "quarantine"}})
     dirty_splits().save_to_disk(str(tmp_path / "splits"))
     with pytest.raises(ValidationFailed) as info:
-        stages.validate(cfg, stages.DataRef(str(tmp_path / "splits"), "", {}, []), tmp_path)
+        stages.validate(cfg, stages.DataRef.of_splits(tmp_path / "splits"), tmp_path)
     message = str(info.value)
+    assert info.value.report is not None and not info.value.report.passed  # for the Prefect artifact
+    assert not (tmp_path / "validated").exists()  # nothing to train on is written
     assert "even after quarantining 7 row(s)" in message
     assert "train: duplicate_rate" in message and "train: min_class_share" in message
     assert "text_not_empty" not in message  # those rows are gone

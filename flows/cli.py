@@ -1,0 +1,64 @@
+"""The `textclf` command: the library's CLI (textclf.cli) plus the commands that need the flows.
+
+The library never imports the orchestration layer, so `run` and `worker` are added to its app here,
+and the `textclf` console script starts from this module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from textclf.cli import ConfigOpt, SetOpt, app, load_cli_config
+from textclf.cli import main as library_main
+from textclf.settings import env_value
+
+
+@app.command()
+def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Run the `retrain` flow: ingest, split, validate, augment, train, evaluate, distill, register."""
+    from textclf.preflight import preflight  # torch and transformers: only for the commands that need them
+
+    cfg = load_cli_config(config, overrides)
+    preflight(cfg)  # a missing source, column or model fails here in one line, before Prefect starts
+    if cfg.registry.trigger is None:
+        cfg.registry.trigger = "cli"  # the audit trail says who started the run
+    from textclf_flows.retrain import retrain  # Prefect's import costs seconds: only for this command
+
+    summary = retrain(cfg)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def worker(
+    work_pool: Annotated[str | None, typer.Option(help=(
+        "Register the deployments for this Prefect work pool (process or Kubernetes workers run them) and exit, "
+        "instead of serving them here."))] = None,
+    limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Create the retrain/scheduled and retrain/manual deployments and run their flow runs (Prefect `serve`)."""
+    cfg = load_cli_config(config, overrides)
+    from textclf_flows import deploy  # Prefect's import costs seconds: only for this command
+
+    webhook = env_value("TEXTCLF_WEBHOOK_URL")
+    if webhook and cfg.ops.notify_block:
+        # The URL (it may carry a token) goes into a Prefect block, never into a parameter or a log line.
+        deploy.save_webhook_block(cfg.ops.notify_block.split("/", 1)[-1], webhook)
+        typer.echo(f"notifications: block {cfg.ops.notify_block} saved from TEXTCLF_WEBHOOK_URL")
+    if work_pool:
+        for dep_id in deploy.deploy_to_pool(cfg, work_pool):
+            typer.echo(f"deployment {dep_id} registered for work pool {work_pool}")
+        return
+    deploy.serve_deployments(cfg, limit=limit)
+
+
+def main() -> None:
+    library_main()
+
+
+if __name__ == "__main__":
+    main()
