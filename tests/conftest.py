@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from textclf.settings import disable_telemetry
+
+# Before anything imports prefect or mlflow: the servers and clients every test starts inherit these.
+disable_telemetry()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

@@ -18,6 +18,8 @@ from typing import Annotated
 import typer
 
 from textclf.errors import TextclfError
+from textclf.serve import START_TIMEOUT_S, StackSettings  # stdlib only: cheap at start-up
+from textclf.settings import disable_telemetry
 
 app = typer.Typer(help="textclf: keep text classifiers fresh (Prefect + MLflow + DVC).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -325,28 +327,28 @@ def lineage(
         typer.echo(f"{key:<{width}}  {value}")
 
 
-HostOpt = Annotated[str, typer.Option(help="Address the servers bind to; anything but 127.0.0.1 exposes them "
-                                            "(put auth in front first: infra/production.md).")]
 
 
 @app.command()
 def serve(
     check: Annotated[bool, typer.Option("--check", help="Only report the health of a running stack.")] = False,
-    host: HostOpt = "127.0.0.1",
-    prefect_port: Annotated[int, typer.Option(help="Prefect server (API + UI) port.")] = 4200,
-    mlflow_port: Annotated[int, typer.Option(help="MLflow tracking server port.")] = 5000,
-    state_dir: Annotated[Path, typer.Option(help="Prefect home, MLflow sqlite store and artifacts, logs.")] = Path(
-        "outputs/service"),
+    host: Annotated[str, typer.Option(help=StackSettings.describe("host"))] = StackSettings.default("host"),
+    prefect_port: Annotated[int, typer.Option(help=StackSettings.describe("prefect_port"))] = StackSettings.default(
+        "prefect_port"),
+    mlflow_port: Annotated[int, typer.Option(help=StackSettings.describe("mlflow_port"))] = StackSettings.default(
+        "mlflow_port"),
+    state_dir: Annotated[Path, typer.Option(help=StackSettings.describe("state_dir"))] = StackSettings.default(
+        "state_dir"),
     mlflow_backend_uri: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_BACKEND_URI", help=(
-        "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow."))] = None,
+        StackSettings.describe("mlflow_backend_uri")))] = StackSettings.default("mlflow_backend_uri"),
     mlflow_artifacts: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_ARTIFACTS", help=(
-        "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow."))] = None,
-    timeout_s: Annotated[float, typer.Option(help="Longest wait for each service to become healthy.")] = 180.0,
+        StackSettings.describe("mlflow_artifacts")))] = StackSettings.default("mlflow_artifacts"),
+    timeout_s: Annotated[float, typer.Option(help="Longest wait for each service to become healthy.")] = START_TIMEOUT_S,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Start the Prefect server, the MLflow server and the deployments' worker; Ctrl-C stops them all."""
-    from textclf.serve import ServiceFailed, Stack, StackSettings, build_services, stop_on_signals
+    from textclf.serve import ServiceFailed, Stack, build_services, stop_on_signals
     from textclf.serve import check as check_stack
 
     cfg = load_cli_config(config, overrides)
@@ -385,6 +387,7 @@ def serve(
 
 
 def main() -> None:
+    disable_telemetry()  # before anything imports Prefect or MLflow; a user's own setting wins
     try:
         app(standalone_mode=False)
     except TextclfError as err:

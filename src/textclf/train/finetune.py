@@ -318,7 +318,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path) -> TrainingArguments:
         ddp_timeout=cfg.ddp_timeout_s,
         ddp_find_unused_parameters=False,
         torch_compile=cfg.torch_compile,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name (gradient_checkpointing: gone in v6)
         optim="adamw_torch_fused",
         tf32=True if tf32 else None,
         bf16=precision["bf16"],
