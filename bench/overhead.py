@@ -50,12 +50,14 @@ def main() -> None:
         tmp = Path(tmp)
 
         def config(name: str):
-            return build_config({
-                "output_dir": str(tmp / name),
-                "data": {"max_rows": args.rows},
-                "augment": {"enabled": False},
-                "distill": {"enabled": False},
-            })
+            return build_config(
+                {
+                    "output_dir": str(tmp / name),
+                    "data": {"max_rows": args.rows},
+                    "augment": {"enabled": False},
+                    "distill": {"enabled": False},
+                }
+            )
 
         plain_s = plain(config("plain"), tmp / "plain" / "run")
         print(f"plain stages: {plain_s:.1f}s", flush=True)
@@ -66,13 +68,19 @@ def main() -> None:
         started = time.perf_counter()
         summary = retrain(config("flow"))
         flow_s = time.perf_counter() - started
-        print(f"retrain flow: {flow_s:.1f}s (+{startup_s:.1f}s start-up), "
-              f"test accuracy {summary['metrics'].get('test_accuracy')}", flush=True)
-    write_results("overhead", {"rows": args.rows, "augment": False, "distill": False}, {
-        "flow_vs_plain": comparison(plain_s, flow_s, "s", higher_is_better=False),
-        "flow_with_startup_vs_plain": comparison(plain_s, flow_s + startup_s, "s", higher_is_better=False),
-        "startup": comparison(None, startup_s, "s", higher_is_better=False),
-    })
+        print(
+            f"retrain flow: {flow_s:.1f}s (+{startup_s:.1f}s start-up), test accuracy {summary['metrics'].get('test_accuracy')}",
+            flush=True,
+        )
+    write_results(
+        "overhead",
+        {"rows": args.rows, "augment": False, "distill": False},
+        {
+            "flow_vs_plain": comparison(plain_s, flow_s, "s", higher_is_better=False),
+            "flow_with_startup_vs_plain": comparison(plain_s, flow_s + startup_s, "s", higher_is_better=False),
+            "startup": comparison(None, startup_s, "s", higher_is_better=False),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -35,11 +35,25 @@ def plain_trainer(split_dir: str, model_path: str, out_dir: Path) -> tuple[float
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=len(labels))
     encoded = splits.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True)
-    args = TrainingArguments(output_dir=str(out_dir), num_train_epochs=1, per_device_train_batch_size=32,
-                             per_device_eval_batch_size=128, learning_rate=5e-5, report_to="none",
-                             save_strategy="no", logging_steps=50, disable_tqdm=True, seed=42)
-    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"],
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    args = TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=1,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=128,
+        learning_rate=5e-5,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=50,
+        disable_tqdm=True,
+        seed=42,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
     trainer.train()
     logits = trainer.predict(encoded["test"]).predictions
     accuracy = float((np.asarray(logits).argmax(-1) == np.asarray(encoded["test"]["label"])).mean())
@@ -58,8 +72,14 @@ def ours(cfg, data, out_dir: Path) -> tuple[float, float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-rows", type=int, default=None, help="Subsample the corpus (quick check).")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="Config override for our arm, as in `textclf run --set` (e.g. train.epochs=2).")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Config override for our arm, as in `textclf run --set` (e.g. train.epochs=2).",
+    )
     args = parser.parse_args()
 
     from textclf import stages
@@ -68,8 +88,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         tmp = Path(tmp)
-        cfg = build_config(apply_overrides({"output_dir": str(tmp / "outputs"), "data": {"max_rows": args.max_rows}},
-                                           args.overrides))
+        cfg = build_config(
+            apply_overrides({"output_dir": str(tmp / "outputs"), "data": {"max_rows": args.max_rows}}, args.overrides)
+        )
         raw = stages.ingest(cfg, tmp)
         data = stages.split(cfg, raw, tmp)
         print(f"split sizes {data.rows}", flush=True)
@@ -77,13 +98,19 @@ def main() -> None:
         print(f"plain Trainer: accuracy {ref_acc:.4f} in {ref_s:.0f}s", flush=True)
         our_acc, our_s, val = ours(cfg, data, tmp / "ours")
         print(f"pipeline defaults: accuracy {our_acc:.4f} in {our_s:.0f}s (val {val})", flush=True)
-    params = {"rows": data.rows, "reference": "MiniLM-L6, 1 epoch, dynamic padding, batch 32, lr 5e-5",
-              "ours": cfg.train.model_dump(mode="json")}
-    write_results("quality", params, {
-        "accuracy_vs_plain_trainer": comparison(ref_acc, our_acc, "test accuracy", higher_is_better=True),
-        "wall_time_vs_plain_trainer": comparison(ref_s, our_s, "s (train + test prediction)",
-                                                 higher_is_better=False),
-    })
+    params = {
+        "rows": data.rows,
+        "reference": "MiniLM-L6, 1 epoch, dynamic padding, batch 32, lr 5e-5",
+        "ours": cfg.train.model_dump(mode="json"),
+    }
+    write_results(
+        "quality",
+        params,
+        {
+            "accuracy_vs_plain_trainer": comparison(ref_acc, our_acc, "test accuracy", higher_is_better=True),
+            "wall_time_vs_plain_trainer": comparison(ref_s, our_s, "s (train + test prediction)", higher_is_better=False),
+        },
+    )
 
 
 if __name__ == "__main__":

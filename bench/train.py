@@ -83,32 +83,60 @@ def plain_trainer(splits: DatasetDict, model_path: Path, pad_to_max: bool, args:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
     padding = "max_length" if pad_to_max else False
-    train = splits["train"].map(lambda b: tokenizer(b["text"], truncation=True, max_length=128, padding=padding),
-                                batched=True, remove_columns=["text"])
+    train = splits["train"].map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=128, padding=padding), batched=True, remove_columns=["text"]
+    )
     collator = CountingCollator(default_data_collator if pad_to_max else DataCollatorWithPadding(tokenizer))
-    targs = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench-train-"), num_train_epochs=1,
-                              per_device_train_batch_size=args.batch, learning_rate=1e-4, seed=args.seed,
-                              report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-                              logging_steps=20)
+    targs = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="bench-train-"),
+        num_train_epochs=1,
+        per_device_train_batch_size=args.batch,
+        learning_rate=1e-4,
+        seed=args.seed,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        logging_steps=20,
+    )
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=collator)
     runtime = trainer.train().metrics["train_runtime"]
     embeddings = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters())
-    return {"runtime_s": runtime, "tokens_real": collator.real, "tokens_padded": collator.padded,
-            "params": sum(p.numel() for p in model.parameters()), "embedding_params": embeddings}
+    return {
+        "runtime_s": runtime,
+        "tokens_real": collator.real,
+        "tokens_padded": collator.padded,
+        "params": sum(p.numel() for p in model.parameters()),
+        "embedding_params": embeddings,
+    }
 
 
 def ours(splits_path: Path, root: Path, args: argparse.Namespace) -> dict:
     from textclf import stages
     from textclf.config import build_config
 
-    cfg = build_config({"output_dir": str(root / "outputs"),
-                        "train": {"epochs": 1, "batch_size": args.batch, "learning_rate": 1e-4, "seed": args.seed,
-                                  "nproc_per_node": 1, "max_length": 128}})
+    cfg = build_config(
+        {
+            "output_dir": str(root / "outputs"),
+            "train": {
+                "epochs": 1,
+                "batch_size": args.batch,
+                "learning_rate": 1e-4,
+                "seed": args.seed,
+                "nproc_per_node": 1,
+                "max_length": 128,
+            },
+        }
+    )
     run = root / f"ours-{time.monotonic_ns()}"
     result = stages.train(cfg, stages.DataRef.of_splits(splits_path), run, log_line=lambda line: None)
-    return {"runtime_s": result.train_runtime_s, "tokens_real": result.tokens_real,
-            "tokens_padded": result.tokens_padded, "val_accuracy": result.val_metrics.get("val_accuracy"),
-            "eval_in_runtime_s": result.eval_runtime_s}
+    return {
+        "runtime_s": result.train_runtime_s,
+        "tokens_real": result.tokens_real,
+        "tokens_padded": result.tokens_padded,
+        "val_accuracy": result.val_metrics.get("val_accuracy"),
+        "eval_in_runtime_s": result.eval_runtime_s,
+    }
 
 
 def main() -> None:
@@ -144,39 +172,66 @@ def main() -> None:
         rs = sorted(runs[name], key=lambda r: r["runtime_s"])
         med = rs[len(rs) // 2]
         runtime = statistics.median(r["runtime_s"] for r in rs)
-        return {"samples_per_s": args.train_examples / runtime,
-                "tflops_padded": 6 * matmul_params * med["tokens_padded"] / runtime / 1e12,
-                "tflops_real": 6 * matmul_params * med["tokens_real"] / runtime / 1e12,
-                "tflops_padded_all_params": 6 * params * med["tokens_padded"] / runtime / 1e12,
-                "padding_share": 1 - med["tokens_real"] / med["tokens_padded"],
-                **({"val_accuracy": med["val_accuracy"],
-                    "samples_per_s_without_eval": args.train_examples / (runtime - med["eval_in_runtime_s"])}
-                   if "val_accuracy" in med else {})}
+        return {
+            "samples_per_s": args.train_examples / runtime,
+            "tflops_padded": 6 * matmul_params * med["tokens_padded"] / runtime / 1e12,
+            "tflops_real": 6 * matmul_params * med["tokens_real"] / runtime / 1e12,
+            "tflops_padded_all_params": 6 * params * med["tokens_padded"] / runtime / 1e12,
+            "padding_share": 1 - med["tokens_real"] / med["tokens_padded"],
+            **(
+                {
+                    "val_accuracy": med["val_accuracy"],
+                    "samples_per_s_without_eval": args.train_examples / (runtime - med["eval_in_runtime_s"]),
+                }
+                if "val_accuracy" in med
+                else {}
+            ),
+        }
 
     s = {name: summary(name) for name in runs}
     peak_t = peak / 1e12
-    detail = {name: {**v, "mfu_padded": v["tflops_padded"] / peak_t, "mfu_real": v["tflops_real"] / peak_t}
-              for name, v in s.items()}
+    detail = {
+        name: {**v, "mfu_padded": v["tflops_padded"] / peak_t, "mfu_real": v["tflops_real"] / peak_t} for name, v in s.items()
+    }
     results = {
-        ref: comparison(s[ref]["samples_per_s"], s["ours"]["samples_per_s"], "samples/s", True,
-                        reference_detail=detail[ref], ours_detail=detail["ours"])
+        ref: comparison(
+            s[ref]["samples_per_s"],
+            s["ours"]["samples_per_s"],
+            "samples/s",
+            True,
+            reference_detail=detail[ref],
+            ours_detail=detail["ours"],
+        )
         for ref in ("plain_dynamic", "pad_to_max")
     }
     results = {"vs_plain_dynamic": results["plain_dynamic"], "vs_pad_to_max": results["pad_to_max"]}
-    write_results("train", {
-        "model": "packaged all-MiniLM-L6-v2", "params": params, "params_without_embeddings": matmul_params,
-        "train_examples": args.train_examples,
-        "batch": args.batch, "epochs": 1, "max_length": 128, "precision": "fp32", "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "fp32_matmul_peak_tflops": peak_t,
-        "flops_estimate": "6 x params without embeddings x tokens (padded: what the CPU computed; real: "
-                          "non-padding tokens); *_all_params counts embeddings too (overestimates: >100% of peak)",
-        "ours_extra_work": "end-of-epoch evaluation on 256 texts + best-weights save inside train_runtime",
-        "gpu_bf16_mfu": "not run: no GPU machine was lent to this task",
-    }, results)
+    write_results(
+        "train",
+        {
+            "model": "packaged all-MiniLM-L6-v2",
+            "params": params,
+            "params_without_embeddings": matmul_params,
+            "train_examples": args.train_examples,
+            "batch": args.batch,
+            "epochs": 1,
+            "max_length": 128,
+            "precision": "fp32",
+            "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+            "fp32_matmul_peak_tflops": peak_t,
+            "flops_estimate": "6 x params without embeddings x tokens (padded: what the CPU computed; real: "
+            "non-padding tokens); *_all_params counts embeddings too (overestimates: >100% of peak)",
+            "ours_extra_work": "end-of-epoch evaluation on 256 texts + best-weights save inside train_runtime",
+            "gpu_bf16_mfu": "not run: no GPU machine was lent to this task",
+        },
+        results,
+    )
     for name, v in detail.items():
-        print(f"{name}: {v['samples_per_s']:.1f} samples/s, padding {v['padding_share']:.0%}, "
-              f"{v['tflops_padded'] * 1e3:.1f} GFLOP/s computed ({v['mfu_padded']:.0%} of peak), "
-              f"{v['tflops_real'] * 1e3:.1f} GFLOP/s useful ({v['mfu_real']:.0%})")
+        print(
+            f"{name}: {v['samples_per_s']:.1f} samples/s, padding {v['padding_share']:.0%}, "
+            f"{v['tflops_padded'] * 1e3:.1f} GFLOP/s computed ({v['mfu_padded']:.0%} of peak), "
+            f"{v['tflops_real'] * 1e3:.1f} GFLOP/s useful ({v['mfu_real']:.0%})"
+        )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ def make_splits(n: int, seed: int = 0):
     data = Dataset.from_dict({"text": texts, "label": labels}, features=features)
     order = rng.permutation(n)
     n_val, n_test = n // 10, n // 10
-    return DatasetDict(train=data.select(np.sort(order[n_val + n_test :])),
-                       validation=data.select(np.sort(order[:n_val])),
-                       test=data.select(np.sort(order[n_val : n_val + n_test])))
+    return DatasetDict(
+        train=data.select(np.sort(order[n_val + n_test :])),
+        validation=data.select(np.sort(order[:n_val])),
+        test=data.select(np.sort(order[n_val : n_val + n_test])),
+    )
 
 
 def child(path: str, out: str) -> None:
@@ -58,27 +60,44 @@ def child(path: str, out: str) -> None:
     imported = time.perf_counter()
     report, _ = run_gate(load_from_disk(path), ValidateConfig(), Path(out))
     done = time.perf_counter()
-    print(json.dumps({"seconds": done - imported, "import_seconds": imported - start, "peak_rss_mb": peak_rss_mb(),
-                      "passed": report.passed, "checks": len(report.checks),
-                      "failures": [c.check for c in report.failures]}))
+    print(
+        json.dumps(
+            {
+                "seconds": done - imported,
+                "import_seconds": imported - start,
+                "peak_rss_mb": peak_rss_mb(),
+                "passed": report.passed,
+                "checks": len(report.checks),
+                "failures": [c.check for c in report.failures],
+            }
+        )
+    )
 
 
 def measure(path: Path, repeats: int) -> dict:
     runs = []
     for i in range(repeats):
         with tempfile.TemporaryDirectory() as out:
-            proc = subprocess.run([sys.executable, __file__, "--child", str(path), "--out", out],
-                                  capture_output=True, text=True, timeout=1800, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), "--out", out],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                check=False,
+            )
         if proc.returncode != 0:
             raise RuntimeError(f"gate run failed:\n{proc.stderr[-3000:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  run {i + 1}: {runs[-1]['seconds']:.1f} s, peak RSS {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
     if not all(r["passed"] for r in runs):
         raise RuntimeError(f"the clean synthetic data did not pass: {runs[-1]['failures']}")
-    return {"seconds": statistics.median(r["seconds"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "import_seconds": statistics.median(r["import_seconds"] for r in runs),
-            "checks": runs[-1]["checks"], "repeats": repeats}
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "import_seconds": statistics.median(r["import_seconds"] for r in runs),
+        "checks": runs[-1]["checks"],
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
@@ -99,13 +118,30 @@ def main() -> None:
             print(f"rows={n}: data saved", flush=True)
             got = measure(path, args.repeats)
             key = f"rows_{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"rows_{n // 1000}k"
-            results[key] = comparison(None, round(got["seconds"], 2), "s", higher_is_better=False,
-                                      peak_rss_mb=round(got["peak_rss_mb"]), rows=n,
-                                      rows_per_s=round(n / got["seconds"]), import_s=round(got["import_seconds"], 1),
-                                      checks=got["checks"], repeats=got["repeats"])
-    write_results("validate", {"sizes": args.sizes, "repeats": args.repeats, "labels": LABELS,
-                               "class_shares": CLASS_SHARES, "split": "80/10/10",
-                               "goal": "1M rows < 60 s, peak RSS < 3 GB"}, results)
+            results[key] = comparison(
+                None,
+                round(got["seconds"], 2),
+                "s",
+                higher_is_better=False,
+                peak_rss_mb=round(got["peak_rss_mb"]),
+                rows=n,
+                rows_per_s=round(n / got["seconds"]),
+                import_s=round(got["import_seconds"], 1),
+                checks=got["checks"],
+                repeats=got["repeats"],
+            )
+    write_results(
+        "validate",
+        {
+            "sizes": args.sizes,
+            "repeats": args.repeats,
+            "labels": LABELS,
+            "class_shares": CLASS_SHARES,
+            "split": "80/10/10",
+            "goal": "1M rows < 60 s, peak RSS < 3 GB",
+        },
+        results,
+    )
     for key, res in results.items():
         print(f"validate.{key}: {res['ours']} s, peak RSS {res['peak_rss_mb']} MB, {res['rows_per_s']} rows/s")
 

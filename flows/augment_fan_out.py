@@ -31,8 +31,7 @@ def dask_task_runner(config: PipelineConfig):
         return DaskTaskRunner(address=bt.dask_address)
     # One single-threaded worker process per core unless dask_workers says otherwise (Dask's default count).
     sizing = {"n_workers": bt.dask_workers} if bt.dask_workers else {}
-    return DaskTaskRunner(cluster_kwargs={**sizing, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+    return DaskTaskRunner(cluster_kwargs={**sizing, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
 
 
 def fan_out_translations(config: PipelineConfig, data: DataRef) -> int:

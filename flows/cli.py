@@ -33,9 +33,15 @@ def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
 
 @app.command()
 def worker(
-    work_pool: Annotated[str | None, typer.Option(help=(
-        "Register the deployments for this Prefect work pool (process or Kubernetes workers run them) and exit, "
-        "instead of serving them here."))] = None,
+    work_pool: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Register the deployments for this Prefect work pool (process or Kubernetes workers run them) and exit, "
+                "instead of serving them here."
+            )
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
     config: ConfigOpt = None,
     overrides: SetOpt = None,

@@ -32,12 +32,15 @@ def _schedule(cfg: PipelineConfig) -> Schedule:
 
 def runner_deployments(cfg: PipelineConfig) -> list:
     scheduled = retrain.to_deployment(
-        name=SCHEDULED_DEPLOYMENT, schedules=[_schedule(cfg)], **_common(cfg),
+        name=SCHEDULED_DEPLOYMENT,
+        schedules=[_schedule(cfg)],
+        **_common(cfg),
         description=f"Retrain on the cron '{cfg.ops.cron}' ({cfg.ops.timezone}); a run whose data, config and "
-                    "code equal the last successful run's finishes as Skipped.")
+        "code equal the last successful run's finishes as Skipped.",
+    )
     manual = retrain.to_deployment(
-        name=MANUAL_DEPLOYMENT, **_common(cfg),
-        description="Retrain on demand: Run > Custom run opens the config form.")
+        name=MANUAL_DEPLOYMENT, **_common(cfg), description="Retrain on demand: Run > Custom run opens the config form."
+    )
     return [scheduled, manual]
 
 
@@ -51,8 +54,13 @@ def deploy_to_pool(cfg: PipelineConfig, work_pool: str, source: Path = REPO_ROOT
     flow = retrain.from_source(source=str(source), entrypoint="flows/retrain.py:retrain")
     ids = []
     for name, extra in ((SCHEDULED_DEPLOYMENT, {"schedules": [_schedule(cfg)]}), (MANUAL_DEPLOYMENT, {})):
-        ids.append(str(flow.deploy(name=name, work_pool_name=work_pool, build=False, push=False,
-                                   print_next_steps=False, **extra, **_common(cfg))))
+        ids.append(
+            str(
+                flow.deploy(
+                    name=name, work_pool_name=work_pool, build=False, push=False, print_next_steps=False, **extra, **_common(cfg)
+                )
+            )
+        )
     return ids
 
 
@@ -60,7 +68,6 @@ def save_webhook_block(name: str, url: str) -> str:
     """Store a custom-webhook notification block (the URL may hold a token: it lives in the block only)."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    block = CustomWebhookNotificationBlock(name=name, url=url,
-                                           json_data={"subject": "{{subject}}", "body": "{{body}}"})
+    block = CustomWebhookNotificationBlock(name=name, url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"})
     block.save(name, overwrite=True)
     return f"custom-webhook/{name}"

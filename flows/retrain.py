@@ -25,8 +25,7 @@ from textclf_tasks.validate import validate
 # log_prints stays off: tasks log through Prefect's logger, and Prefect's print patch would swallow the
 # stdout that dill captures from dis.dis() when `datasets` hashes a function (bytecode in the task logs,
 # and dill then finds no globals for the fingerprint).
-@flow(name=FLOW_NAME, log_prints=False, validate_parameters=True, on_failure=[notify_failure],
-      on_crashed=[notify_failure])
+@flow(name=FLOW_NAME, log_prints=False, validate_parameters=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def retrain(config: PipelineConfig = PipelineConfig()) -> dict | State:  # State: a Completed "Skipped" run
     """Retrain the text classifier on the configured data; register it and promote it if it is better."""
     preflight(config)
@@ -35,9 +34,11 @@ def retrain(config: PipelineConfig = PipelineConfig()) -> dict | State:  # State
     unchanged = check_unchanged(config)
     if unchanged.skip:
         # Same data md5, config and code as the last successful run: a new model would be the same model.
-        return Completed(name="Skipped", message=unchanged.reason,
-                         data={"skipped": True, "reason": unchanged.reason,
-                               "mlflow_run_id": unchanged.previous_run_id})
+        return Completed(
+            name="Skipped",
+            message=unchanged.reason,
+            data={"skipped": True, "reason": unchanged.reason, "mlflow_run_id": unchanged.previous_run_id},
+        )
     run = start_tracking(config, unchanged.key_tags)
     out = run_dir(config, run.run_id)
     student, student_decision = None, None
@@ -66,8 +67,13 @@ def retrain(config: PipelineConfig = PipelineConfig()) -> dict | State:  # State
         end_tracking(run, "FAILED")
         raise
     end_tracking(run)
-    return {"mlflow_run_id": run.run_id, "run_dir": str(out), "metrics": metrics, "registry": decision.to_dict(),
-            "student": student_decision.to_dict() if student_decision else None}
+    return {
+        "mlflow_run_id": run.run_id,
+        "run_dir": str(out),
+        "metrics": metrics,
+        "registry": decision.to_dict(),
+        "student": student_decision.to_dict() if student_decision else None,
+    }
 
 
 if __name__ == "__main__":

@@ -27,14 +27,19 @@ def augment(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run: Track
     create_markdown_artifact(report.markdown(), key="augmentation-report", description="augment stage")
     if report.pairs:
         create_table_artifact(report.pairs, key="augmentation-pairs", description="original -> augmented rows")
-    get_run_logger().info("training split %d -> %d rows (%s)", data.rows["train"], augmented.data.rows["train"],
-                          {op: sum(per.values()) for op, per in report.added.items()} or "; ".join(report.notes))
+    get_run_logger().info(
+        "training split %d -> %d rows (%s)",
+        data.rows["train"],
+        augmented.data.rows["train"],
+        {op: sum(per.values()) for op, per in report.added.items()} or "; ".join(report.notes),
+    )
     return augmented.data
 
 
 @task(name="ablation", retries=1, retry_delay_seconds=5, cache_policy=DEFAULT, persist_result=True)
-def ablation(cfg: PipelineConfig, clean: stages.DataRef, out_dir: Path, run: TrackedRun, trained: TrainResult,
-             report: EvalReport) -> tuple[TrainResult, EvalReport]:
+def ablation(
+    cfg: PipelineConfig, clean: stages.DataRef, out_dir: Path, run: TrackedRun, trained: TrainResult, report: EvalReport
+) -> tuple[TrainResult, EvalReport]:
     """The better of the augmented and the un-augmented model (by validation accuracy), with the comparison."""
     outcome = stages.ablation(cfg, clean, out_dir, trained, report, run, log_line=get_run_logger().info)
     create_markdown_artifact(outcome.markdown(), key="augmentation-ablation")

@@ -49,11 +49,15 @@ def notify_failure(flow, flow_run, state) -> None:
     """Flow hook (on_failure / on_crashed): tell the block which run failed and why."""
     cfg = _config_of(flow_run)
     block = cfg.ops.notify_block if cfg else PipelineConfig().ops.notify_block
-    send(block, f"textclf: flow run {flow_run.name} {state.name.lower()}",
-         f"Flow run {flow_run.name} ({flow_run.id}) of {flow.name} ended {state.name}: {state.message or ''}")
+    send(
+        block,
+        f"textclf: flow run {flow_run.name} {state.name.lower()}",
+        f"Flow run {flow_run.name} ({flow_run.id}) of {flow.name} ended {state.name}: {state.message or ''}",
+    )
 
 
 def notify_promotion(cfg: PipelineConfig, outcome: PromotionOutcome) -> bool:
-    body = (f"{outcome.name} v{outcome.version} is now @{cfg.registry.champion_alias}: {outcome.reason}"
-            + (f" ({outcome.version_url})" if outcome.version_url else ""))
+    body = f"{outcome.name} v{outcome.version} is now @{cfg.registry.champion_alias}: {outcome.reason}" + (
+        f" ({outcome.version_url})" if outcome.version_url else ""
+    )
     return send(cfg.ops.notify_block, f"textclf: {outcome.name} v{outcome.version} promoted", body)

@@ -33,12 +33,17 @@ def _report(cfg: PipelineConfig, outcome: PromotionOutcome) -> PromotionOutcome:
         f"## Promotion\n\nversion **{outcome.version}** of `{outcome.name}`: {verdict}\n\n"
         f"- reason: {outcome.reason}\n- previous champion: {outcome.previous_champion or 'none'}\n"
         f"- trigger: {outcome.trigger}\n- audit record: run `{outcome.audit_run_id}`\n"
-        f"- model card: `{outcome.model_card}`\n", key="promotion-decision")
-    get_run_logger().info("registered %s v%s, promoted=%s (%s)", outcome.name, outcome.version, outcome.promoted,
-                          outcome.reason)
+        f"- model card: `{outcome.model_card}`\n",
+        key="promotion-decision",
+    )
+    get_run_logger().info("registered %s v%s, promoted=%s (%s)", outcome.name, outcome.version, outcome.promoted, outcome.reason)
     if outcome.version_url:
-        create_link_artifact(outcome.version_url, link_text=f"{outcome.name} v{outcome.version}",
-                             key="registered-version", description="the registered model version in MLflow")
+        create_link_artifact(
+            outcome.version_url,
+            link_text=f"{outcome.name} v{outcome.version}",
+            key="registered-version",
+            description="the registered model version in MLflow",
+        )
     if outcome.promoted:
         notify_promotion(cfg, outcome)
     return outcome
@@ -46,14 +51,27 @@ def _report(cfg: PipelineConfig, outcome: PromotionOutcome) -> PromotionOutcome:
 
 # Persisted per flow run: a retried flow run never registers the same model twice.
 @task(name="promote", retries=1, retry_delay_seconds=10, cache_policy=DEFAULT, persist_result=True)
-def promote(cfg: PipelineConfig, run: TrackedRun, model_dir: str, report: EvalReport, data: stages.DataRef,
-            out_dir: Path, lineage: Lineage) -> PromotionOutcome:
+def promote(
+    cfg: PipelineConfig,
+    run: TrackedRun,
+    model_dir: str,
+    report: EvalReport,
+    data: stages.DataRef,
+    out_dir: Path,
+    lineage: Lineage,
+) -> PromotionOutcome:
     outcome = stages.promote(cfg, run, model_dir, report, data, out_dir, lineage, prefect_trigger(cfg), "prefect")
     return _report(cfg, outcome)
 
 
 @task(name="promote-student", retries=1, retry_delay_seconds=10, cache_policy=DEFAULT, persist_result=True)
-def promote_student(cfg: PipelineConfig, student: stages.DistillOutcome, evaluated: stages.StudentEvaluation,
-                    data: stages.DataRef, lineage: Lineage, teacher: PromotionOutcome | None) -> PromotionOutcome:
+def promote_student(
+    cfg: PipelineConfig,
+    student: stages.DistillOutcome,
+    evaluated: stages.StudentEvaluation,
+    data: stages.DataRef,
+    lineage: Lineage,
+    teacher: PromotionOutcome | None,
+) -> PromotionOutcome:
     outcome = stages.promote_student(cfg, student, evaluated, data, lineage, teacher, prefect_trigger(cfg), "prefect")
     return _report(cfg, outcome)

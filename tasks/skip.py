@@ -14,8 +14,11 @@ from textclf.errors import TextclfError
 from textclf.run_key import SkipDecision
 
 # The code a run depends on: the library and this orchestration layer.
-CODE_ROOTS = [Path(textclf.__file__).resolve().parent, Path(__file__).resolve().parent,
-              Path(__file__).resolve().parent.parent / "flows"]
+CODE_ROOTS = [
+    Path(textclf.__file__).resolve().parent,
+    Path(__file__).resolve().parent,
+    Path(__file__).resolve().parent.parent / "flows",
+]
 
 
 def transient(task, task_run, state) -> bool:
@@ -30,8 +33,14 @@ def transient(task, task_run, state) -> bool:
 
 
 # MLflow is asked for the previous run: retried with backoff while the tracking server is unreachable.
-@task(name="check-unchanged", retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5,
-      retry_condition_fn=transient, cache_policy=NO_CACHE)
+@task(
+    name="check-unchanged",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
 def check_unchanged(cfg: PipelineConfig) -> SkipDecision:
     decision = run_key.decide_skip(cfg, CODE_ROOTS, deployment.name)
     get_run_logger().info(decision.reason)

@@ -32,5 +32,6 @@ def curve_artifact(metrics_file: Path, run_id: str) -> None:
     stride = max(1, len(rows) // MAX_CURVE_ROWS)
     table = [{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()} for row in rows[::stride]]
     if table:
-        create_table_artifact(table, key="training-curve",
-                              description=f"training curve of MLflow run {run_id} (every {stride}. logged step)")
+        create_table_artifact(
+            table, key="training-curve", description=f"training curve of MLflow run {run_id} (every {stride}. logged step)"
+        )

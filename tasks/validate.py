@@ -22,6 +22,10 @@ def validate(cfg: PipelineConfig, data: stages.DataRef, out_dir: Path, run: Trac
             create_markdown_artifact(failed.report.markdown(), key="validation-report", description="data gate")
         raise
     create_markdown_artifact(validated.report.markdown(), key="validation-report", description="data gate")
-    get_run_logger().info("validation passed: %d checks, %d row(s) quarantined; training on %s",
-                          len(validated.report.checks), validated.report.quarantined, validated.data.path)
+    get_run_logger().info(
+        "validation passed: %d checks, %d row(s) quarantined; training on %s",
+        len(validated.report.checks),
+        validated.report.quarantined,
+        validated.data.path,
+    )
     return validated.data

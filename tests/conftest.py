@@ -27,8 +27,14 @@ def make_tiny_model(dest: Path) -> Path:
     from textclf.settings import packaged_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -74,16 +80,25 @@ def tiny_config(tmp_path, tiny_model, rows_csv):
     """Pipeline config on the tiny model and 200 real rows, all stores in tmp_path."""
     from textclf.config import build_config
 
-    return build_config({
-        "output_dir": str(tmp_path / "outputs"),
-        "data": {"source": str(rows_csv), "seed": 1},
-        "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
-                  "max_length": 64, "logging_steps": 2, "checkpoint_steps": 5},
-        "validate": {"max_duplicate_rate": 0.2},
-        # Off unless a test is about them: both add minutes, and a 2-layer teacher has no 3-layer student.
-        "augment": {"enabled": False},
-        "distill": {"enabled": False},
-    })
+    return build_config(
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "data": {"source": str(rows_csv), "seed": 1},
+            "train": {
+                "model": str(tiny_model),
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 64,
+                "logging_steps": 2,
+                "checkpoint_steps": 5,
+            },
+            "validate": {"max_duplicate_rate": 0.2},
+            # Off unless a test is about them: both add minutes, and a 2-layer teacher has no 3-layer student.
+            "augment": {"enabled": False},
+            "distill": {"enabled": False},
+        }
+    )
 
 
 # Real 200-row splits and an untrained tiny classifier folder, shared by evaluation and promotion tests.

@@ -67,8 +67,10 @@ class DecisionRecord:
     def line(self) -> str:
         prev = f"v{self.previous_champion}" if self.previous_champion else "none"
         after = f"v{self.champion_after}" if self.champion_after else "none"
-        return (f"{self.seq:>4}  {self.time}  {self.action:<8} {self.decision:<11} cand v{self.candidate_version:<4} "
-                f"champion {prev} -> {after}  trigger={self.trigger} actor={self.actor}  {self.reason}")
+        return (
+            f"{self.seq:>4}  {self.time}  {self.action:<8} {self.decision:<11} cand v{self.candidate_version:<4} "
+            f"champion {prev} -> {after}  trigger={self.trigger} actor={self.actor}  {self.reason}"
+        )
 
 
 def now_iso() -> str:
@@ -81,8 +83,11 @@ def _experiment_id(reg: RegistryTarget) -> str:
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(reg.settings.audit_experiment, artifact_location=reg.mlflow.artifact_root,
-                                        tags={"purpose": "promotion audit trail (append-only)"})
+        return client.create_experiment(
+            reg.settings.audit_experiment,
+            artifact_location=reg.mlflow.artifact_root,
+            tags={"purpose": "promotion audit trail (append-only)"},
+        )
     except Exception:  # created concurrently by another writer: use theirs
         found = client.get_experiment_by_name(reg.settings.audit_experiment)
         if found is None:
@@ -99,8 +104,9 @@ def read_history(reg: RegistryTarget, model_name: str | None = None) -> list[Dec
     query = f"tags.`audit.model_name` = '{model_name}'" if model_name else ""
     records, token = [], None
     while True:
-        page = client.search_runs([found.experiment_id], query, ViewType.ALL, max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs(
+            [found.experiment_id], query, ViewType.ALL, max_results=1000, order_by=["attributes.start_time ASC"], page_token=token
+        )
         for run in page:
             raw = run.data.tags.get(RECORD_TAG)
             if raw:
@@ -127,13 +133,21 @@ def append_record(reg: RegistryTarget, record: DecisionRecord) -> DecisionRecord
     if len(body) > MAX_TAG:  # keep the tag readable; decision.json below keeps everything
         slim = {**record.to_dict(), "candidate_metrics": {}, "champion_metrics": {}}
         body = json.dumps(slim, sort_keys=True)
-    tags = {"audit.model_name": record.model_name, "audit.seq": str(record.seq), "audit.action": record.action,
-            "audit.decision": record.decision, "audit.candidate_version": record.candidate_version,
-            "audit.previous_champion": record.previous_champion or "", "audit.champion_after":
-            record.champion_after or "", "audit.trigger": record.trigger, "audit.actor": record.actor,
-            "audit.reason": record.reason[:MAX_TAG], "mlflow.note.content": _note(record), RECORD_TAG: body}
-    run = client.create_run(experiment_id, run_name=f"{record.model_name}-{record.seq:04d}-{record.decision}",
-                            tags=tags)
+    tags = {
+        "audit.model_name": record.model_name,
+        "audit.seq": str(record.seq),
+        "audit.action": record.action,
+        "audit.decision": record.decision,
+        "audit.candidate_version": record.candidate_version,
+        "audit.previous_champion": record.previous_champion or "",
+        "audit.champion_after": record.champion_after or "",
+        "audit.trigger": record.trigger,
+        "audit.actor": record.actor,
+        "audit.reason": record.reason[:MAX_TAG],
+        "mlflow.note.content": _note(record),
+        RECORD_TAG: body,
+    }
+    run = client.create_run(experiment_id, run_name=f"{record.model_name}-{record.seq:04d}-{record.decision}", tags=tags)
     run_id = run.info.run_id
     stamp = int(time.time() * 1000)
     metrics = [Metric(f"candidate.{k}", float(v), stamp, 0) for k, v in record.candidate_metrics.items()]
@@ -147,13 +161,17 @@ def append_record(reg: RegistryTarget, record: DecisionRecord) -> DecisionRecord
 
 
 def _note(record: DecisionRecord) -> str:
-    rows = "\n".join(f"| {k} | {record.candidate_metrics.get(k, '')} | {record.champion_metrics.get(k, '')} |"
-                     for k in sorted(set(record.candidate_metrics) | set(record.champion_metrics)))
-    return (f"**{record.decision}** `{record.model_name}` v{record.candidate_version} "
-            f"(champion before: {record.previous_champion or 'none'}, after: {record.champion_after or 'none'})\n\n"
-            f"- action: {record.action}\n- trigger: {record.trigger}\n- actor: {record.actor}\n"
-            f"- reason: {record.reason}\n- thresholds: {json.dumps(record.thresholds)}\n\n"
-            f"| metric | candidate | champion |\n|---|---|---|\n{rows}")[:MAX_TAG]
+    rows = "\n".join(
+        f"| {k} | {record.candidate_metrics.get(k, '')} | {record.champion_metrics.get(k, '')} |"
+        for k in sorted(set(record.candidate_metrics) | set(record.champion_metrics))
+    )
+    return (
+        f"**{record.decision}** `{record.model_name}` v{record.candidate_version} "
+        f"(champion before: {record.previous_champion or 'none'}, after: {record.champion_after or 'none'})\n\n"
+        f"- action: {record.action}\n- trigger: {record.trigger}\n- actor: {record.actor}\n"
+        f"- reason: {record.reason}\n- thresholds: {json.dumps(record.thresholds)}\n\n"
+        f"| metric | candidate | champion |\n|---|---|---|\n{rows}"
+    )[:MAX_TAG]
 
 
 def champion_stack(records: list[DecisionRecord]) -> list[str]:
@@ -194,9 +212,11 @@ def promotion_lock(reg: RegistryTarget):
     try:
         lock.acquire()
     except Timeout:
-        raise PromotionLockTimeout(f"promotion lock {path} held by another promotion for more than "
-                                   f"{timeout_s:g}s; retry later or raise "
-                                   "registry.lock_timeout_s") from None
+        raise PromotionLockTimeout(
+            f"promotion lock {path} held by another promotion for more than "
+            f"{timeout_s:g}s; retry later or raise "
+            "registry.lock_timeout_s"
+        ) from None
     try:
         yield
     finally:

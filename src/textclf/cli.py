@@ -21,8 +21,12 @@ from textclf.errors import TextclfError
 from textclf.serve import START_TIMEOUT_S, StackSettings  # stdlib only: cheap at start-up
 from textclf.settings import disable_telemetry
 
-app = typer.Typer(help="textclf: keep text classifiers fresh (Prefect + MLflow + DVC).",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="textclf: keep text classifiers fresh (Prefect + MLflow + DVC).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 config_app = typer.Typer(help="Show the configuration and its schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -34,8 +38,6 @@ def load_cli_config(config: Path | None, overrides: list[str] | None):
     from textclf.config import load_config
 
     return load_config(config, overrides or [])
-
-
 
 
 @app.command()
@@ -158,8 +160,7 @@ def evaluate(
     cfg = load_cli_config(config, overrides)
     with Progress(transient=True) as bar:
         job = bar.add_task("evaluate", total=None)
-        report = stages.evaluate(cfg, str(model_dir), stages.DataRef.of_splits(data), out,
-                                 progress=lambda n: bar.advance(job, n))
+        report = stages.evaluate(cfg, str(model_dir), stages.DataRef.of_splits(data), out, progress=lambda n: bar.advance(job, n))
     typer.echo(json.dumps(report.prefixed()))
 
 
@@ -186,9 +187,15 @@ def distill(
     teacher: Annotated[str | None, typer.Option(help="Teacher folder or models:/ URI (overrides distill.teacher).")] = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    mlflow_run_id: Annotated[str | None, typer.Option(help=(
-        "Outside torchrun: the student gets its own MLflow run, a child of this one. Inside: log into this run "
-        "(rank 0 only)."))] = None,
+    mlflow_run_id: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Outside torchrun: the student gets its own MLflow run, a child of this one. Inside: log into this run "
+                "(rank 0 only)."
+            )
+        ),
+    ] = None,
     launch: Annotated[bool, typer.Option(help="Start under torchrun (the default outside torchrun).")] = True,
 ) -> None:
     """Distil a teacher into a smaller student. Outside torchrun it plans, then launches itself under torchrun."""
@@ -205,8 +212,9 @@ def distill(
         return
     from textclf.train.distill import run_distillation
 
-    run_distillation(cfg.train, cfg.distill, data, out, cfg.output_path / "cache" / "tokenized",
-                     _rank_sink(cfg, out, mlflow_run_id))
+    run_distillation(
+        cfg.train, cfg.distill, data, out, cfg.output_path / "cache" / "tokenized", _rank_sink(cfg, out, mlflow_run_id)
+    )
 
 
 registry_app = typer.Typer(help="Champion history and human promotion/rollback (all audited).", no_args_is_help=True)
@@ -327,22 +335,21 @@ def lineage(
         typer.echo(f"{key:<{width}}  {value}")
 
 
-
-
 @app.command()
 def serve(
     check: Annotated[bool, typer.Option("--check", help="Only report the health of a running stack.")] = False,
     host: Annotated[str, typer.Option(help=StackSettings.describe("host"))] = StackSettings.default("host"),
     prefect_port: Annotated[int, typer.Option(help=StackSettings.describe("prefect_port"))] = StackSettings.default(
-        "prefect_port"),
-    mlflow_port: Annotated[int, typer.Option(help=StackSettings.describe("mlflow_port"))] = StackSettings.default(
-        "mlflow_port"),
-    state_dir: Annotated[Path, typer.Option(help=StackSettings.describe("state_dir"))] = StackSettings.default(
-        "state_dir"),
-    mlflow_backend_uri: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_BACKEND_URI", help=(
-        StackSettings.describe("mlflow_backend_uri")))] = StackSettings.default("mlflow_backend_uri"),
-    mlflow_artifacts: Annotated[str | None, typer.Option(envvar="TEXTCLF_MLFLOW_ARTIFACTS", help=(
-        StackSettings.describe("mlflow_artifacts")))] = StackSettings.default("mlflow_artifacts"),
+        "prefect_port"
+    ),
+    mlflow_port: Annotated[int, typer.Option(help=StackSettings.describe("mlflow_port"))] = StackSettings.default("mlflow_port"),
+    state_dir: Annotated[Path, typer.Option(help=StackSettings.describe("state_dir"))] = StackSettings.default("state_dir"),
+    mlflow_backend_uri: Annotated[
+        str | None, typer.Option(envvar="TEXTCLF_MLFLOW_BACKEND_URI", help=(StackSettings.describe("mlflow_backend_uri")))
+    ] = StackSettings.default("mlflow_backend_uri"),
+    mlflow_artifacts: Annotated[
+        str | None, typer.Option(envvar="TEXTCLF_MLFLOW_ARTIFACTS", help=(StackSettings.describe("mlflow_artifacts")))
+    ] = StackSettings.default("mlflow_artifacts"),
     timeout_s: Annotated[float, typer.Option(help="Longest wait for each service to become healthy.")] = START_TIMEOUT_S,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -352,9 +359,15 @@ def serve(
     from textclf.serve import check as check_stack
 
     cfg = load_cli_config(config, overrides)
-    settings = StackSettings(host=host, prefect_port=prefect_port, mlflow_port=mlflow_port, state_dir=state_dir,
-                             mlflow_backend_uri=mlflow_backend_uri, mlflow_artifacts=mlflow_artifacts,
-                             experiment=cfg.tracking.experiment)
+    settings = StackSettings(
+        host=host,
+        prefect_port=prefect_port,
+        mlflow_port=mlflow_port,
+        state_dir=state_dir,
+        mlflow_backend_uri=mlflow_backend_uri,
+        mlflow_artifacts=mlflow_artifacts,
+        experiment=cfg.tracking.experiment,
+    )
     if check:
         results = check_stack(settings)
         for name, ok, detail in results:
@@ -364,8 +377,11 @@ def serve(
         return
     worker_args = (["--config", str(config)] if config else []) + [a for o in overrides or [] for a in ("--set", o)]
     if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(f"warning: --host {host} exposes the Prefect and MLflow servers to the network; enable their "
-                   "auth and TLS first (infra/production.md, 'Security defaults')", err=True)
+        typer.echo(
+            f"warning: --host {host} exposes the Prefect and MLflow servers to the network; enable their "
+            "auth and TLS first (infra/production.md, 'Security defaults')",
+            err=True,
+        )
     stack = Stack(build_services(settings, worker_args, dict(os.environ)), Path.cwd(), echo=typer.echo)
     stop_on_signals()
     try:

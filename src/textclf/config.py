@@ -70,21 +70,19 @@ class DataConfig(_Section):
         None,
         description="Optional column whose groups stay on one side of the split (e.g. movie_name).",
     )
-    max_rows: int | None = Field(
-        None, gt=0, description="Keep at most this many rows (seeded stratified sample); empty: all."
-    )
+    max_rows: int | None = Field(None, gt=0, description="Keep at most this many rows (seeded stratified sample); empty: all.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test split.")
     seed: int = Field(42, ge=0, description="Seed for sampling and splitting.")
     data_dir: str = Field(
-        "data/raw", min_length=1,
+        "data/raw",
+        min_length=1,
         description="DVC-tracked folder of raw drops (`textclf data add` copies new drops here).",
     )
     dvc_file: str = Field("data.dvc", min_length=1, description="The .dvc file that versions data_dir.")
     inbox: str | None = Field(
         None,
-        description="Folder of new drops the ingest task adds to data_dir (dvc add + push) before "
-        "reading; empty: none.",
+        description="Folder of new drops the ingest task adds to data_dir (dvc add + push) before reading; empty: none.",
     )
     dvc_remote: str | None = Field(None, description="DVC remote to push data versions to; empty: the default.")
     dvc_push: bool = Field(True, description="Push each new data version to the DVC remote.")
@@ -107,12 +105,8 @@ class ValidateConfig(_Section):
     )
     min_text_chars: int = Field(1, ge=1, description="Shortest allowed text, in characters.")
     max_text_chars: int = Field(20_000, gt=1, description="Longest allowed text, in characters.")
-    max_duplicate_rate: float = Field(
-        0.05, ge=0, le=1, description="Highest allowed share of duplicate texts within a split."
-    )
-    min_class_share: float = Field(
-        0.05, ge=0, lt=1, description="Lowest allowed share of any class in the training split."
-    )
+    max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="Highest allowed share of duplicate texts within a split.")
+    min_class_share: float = Field(0.05, ge=0, lt=1, description="Lowest allowed share of any class in the training split.")
     min_rows: int = Field(20, ge=2, description="Fewest rows the whole dataset may have.")
 
     @model_validator(mode="after")
@@ -127,16 +121,16 @@ class SynonymConfig(_Section):
 
     enabled: bool = Field(True, description="Make augmented rows by WordNet synonym replacement.")
     rate: float = Field(
-        0.2, gt=0, le=1,
+        0.2,
+        gt=0,
+        le=1,
         description="Share of a sentence's replaceable words (content words, not stopwords, negations, "
         "numbers or protected words) replaced per variant; at least one.",
     )
     max_senses: int = Field(
         3, ge=1, le=50, description="Take synonyms from the word's first N WordNet senses (most frequent first)."
     )
-    protected: list[str] = Field(
-        default_factory=list, description="Words never replaced (case-insensitive), e.g. domain terms."
-    )
+    protected: list[str] = Field(default_factory=list, description="Words never replaced (case-insensitive), e.g. domain terms.")
     tagger: Literal["perceptron", "spacy"] = Field(
         "perceptron",
         description="POS tagger: 'perceptron' (numpy averaged perceptron taught by spaCy's tags at set-up, "
@@ -163,9 +157,7 @@ class BacktranslateConfig(_Section):
         "Helsinki-NLP/opus-mt-{src}-{tgt}",
         description="marian only: model id or local path; {src} and {tgt} are filled in per direction.",
     )
-    share: float = Field(
-        0.25, ge=0, le=1, description="Share of the new rows made by back-translation (the rest by synonyms)."
-    )
+    share: float = Field(0.25, ge=0, le=1, description="Share of the new rows made by back-translation (the rest by synonyms).")
     max_rows: int | None = Field(
         600, ge=1, description="At most this many back-translated rows per run (CPU time); empty: no cap."
     )
@@ -212,18 +204,12 @@ class AugmentConfig(_Section):
         description="Augment the training split (defaults: +20% rows, synonyms + up to 600 back-translations; "
         "about 40 s on the packaged corpus on 2 CPU cores, cached for re-runs).",
     )
-    multiplier: float = Field(
-        1.2, ge=1, le=20, description="Target size of each class as a multiple of its training rows."
-    )
+    multiplier: float = Field(1.2, ge=1, le=20, description="Target size of each class as a multiple of its training rows.")
     class_multipliers: dict[str, float] = Field(
         default_factory=dict, description="Per-label multiplier overriding `multiplier`, e.g. {negative: 2.0}."
     )
-    balance_to_majority: bool = Field(
-        False, description="Raise every class to at least the majority class's row count."
-    )
-    variants_per_example: int = Field(
-        2, ge=1, le=20, description="Most synonym variants made from one source row."
-    )
+    balance_to_majority: bool = Field(False, description="Raise every class to at least the majority class's row count.")
+    variants_per_example: int = Field(2, ge=1, le=20, description="Most synonym variants made from one source row.")
     seed: int = Field(42, ge=0, description="Seed for row choice and replacements (same seed, same output).")
     synonyms: SynonymConfig = Field(default_factory=SynonymConfig)
     backtranslate: BacktranslateConfig = Field(default_factory=BacktranslateConfig)
@@ -268,7 +254,9 @@ class TrainConfig(_Section):
         "checkpoints, else 'model'.",
     )
     epochs: float = Field(
-        1.75, gt=0, le=100,
+        1.75,
+        gt=0,
+        le=100,
         description="Training epochs (fractions allowed). 1.75 with frozen word embeddings fits the CPU demo's "
         "budget (bench/quality.py: within a plain one-epoch Trainer script's wall time).",
     )
@@ -283,12 +271,11 @@ class TrainConfig(_Section):
     )
     weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
     freeze_embeddings: bool = Field(
-        True, description="Keep the pretrained word-embedding matrix fixed: words the training set lacks keep "
+        True,
+        description="Keep the pretrained word-embedding matrix fixed: words the training set lacks keep "
         "their pretrained vectors, and each step skips the gradient and optimizer update of the largest matrix.",
     )
-    group_by_length: bool = Field(
-        True, description="Batch texts of similar length together so little compute goes to padding."
-    )
+    group_by_length: bool = Field(True, description="Batch texts of similar length together so little compute goes to padding.")
     logging_steps: int = Field(20, ge=1, description="Log the training loss every N steps.")
     eval_steps: int | None = Field(
         None, ge=1, description="Evaluate on validation every N steps; empty: at the end of each epoch."
@@ -299,9 +286,7 @@ class TrainConfig(_Section):
     best_metric: Literal["accuracy", "macro_f1", "loss"] = Field(
         "accuracy", description="Validation metric for early stopping and best-weights selection."
     )
-    select_best: bool = Field(
-        True, description="Final model = the weights with the best validation metric, not the last ones."
-    )
+    select_best: bool = Field(True, description="Final model = the weights with the best validation metric, not the last ones.")
     checkpoint_steps: int = Field(200, ge=1, description="Save a resumable checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Keep only the last K checkpoints.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -310,22 +295,16 @@ class TrainConfig(_Section):
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory on long inputs.")
     dataloader_workers: int | Literal["auto"] = Field(
-        "auto", description="Data loader worker processes per rank; 'auto': 0 on CPU (cores go to the "
-        "matmuls), up to 4 per GPU."
+        "auto", description="Data loader worker processes per rank; 'auto': 0 on CPU (cores go to the matmuls), up to 4 per GPU."
     )
     seed: int = Field(42, ge=0, description="Seed for model init, data order and dropout.")
     nproc_per_node: int | Literal["auto"] = Field(
-        "auto", description="Processes per node: 'auto' = number of GPUs, or 1 on CPU; 2+ on CPU "
-        "uses the gloo backend."
+        "auto", description="Processes per node: 'auto' = number of GPUs, or 1 on CPU; 2+ on CPU uses the gloo backend."
     )
     nnodes: int = Field(1, ge=1, description="Number of nodes for multi-node training.")
     node_rank: int = Field(0, ge=0, description="Rank of this node (multi-node).")
-    rdzv_endpoint: str | None = Field(
-        None, description="host:port of the torchrun rendezvous (multi-node); empty: standalone."
-    )
-    timeout_s: int = Field(
-        6 * 3600, ge=10, description="Kill the training processes after this many seconds."
-    )
+    rdzv_endpoint: str | None = Field(None, description="host:port of the torchrun rendezvous (multi-node); empty: standalone.")
+    timeout_s: int = Field(6 * 3600, ge=10, description="Kill the training processes after this many seconds.")
     ddp_timeout_s: int = Field(
         600, ge=10, description="Seconds a rank waits in a collective before failing (a dead peer ends the run)."
     )
@@ -363,16 +342,21 @@ class DistillConfig(_Section):
     )
     temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature T of the soft targets.")
     alpha: float = Field(
-        0.5, ge=0, le=1,
+        0.5,
+        ge=0,
+        le=1,
         description="Weight of the hard-label cross-entropy; the soft-target KL (x T^2) gets 1 - alpha.",
     )
     hidden_mse: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description="Weight of the MSE between mean-pooled hidden states of mapped layers (0: off). "
         "Needs a shared tokenizer; a learned projection bridges different widths.",
     )
     epochs: float = Field(
-        1.0, gt=0, le=100,
+        1.0,
+        gt=0,
+        le=100,
         description="Student training epochs (fractions allowed). 1 keeps the CPU demo within its time budget.",
     )
     learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate of the student's AdamW.")
@@ -406,15 +390,19 @@ class EvalConfig(_Section):
     min_accuracy: float = Field(0.0, ge=0, le=1, description="Lowest test accuracy a champion may have.")
     min_macro_f1: float = Field(0.0, ge=0, le=1, description="Lowest test macro-F1 a champion may have.")
     max_latency_p95_ms: float | None = Field(
-        1000.0, gt=0, description="Highest p95 latency at batch 1 (ms, on the evaluating machine) a champion "
-        "may have; empty: no limit."
+        1000.0,
+        gt=0,
+        description="Highest p95 latency at batch 1 (ms, on the evaluating machine) a champion may have; empty: no limit.",
     )
     promotion_metric: Literal["accuracy", "macro_f1"] = Field(
         "macro_f1", description="Test metric on which the candidate must beat the re-evaluated champion."
     )
     min_improvement: float = Field(
-        0.0, ge=0, le=1, description="The candidate is promoted only if its promotion_metric minus the "
-        "champion's (both measured now on the same test split) is at least this (0: a tie promotes the fresher model)."
+        0.0,
+        ge=0,
+        le=1,
+        description="The candidate is promoted only if its promotion_metric minus the "
+        "champion's (both measured now on the same test split) is at least this (0: a tie promotes the fresher model).",
     )
     latency_samples: int = Field(50, ge=1, le=10_000, description="Texts timed one by one for p50/p95 latency.")
     throughput_batch_size: int = Field(32, ge=1, le=4096, description="Batch size of the throughput measurement.")
@@ -426,26 +414,28 @@ class EvalConfig(_Section):
 class RegistryConfig(_Section):
     """MLflow Model Registry names."""
 
-    model_name: str = Field(
-        "textclf", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Registered model name."
-    )
-    champion_alias: str = Field(
-        "champion", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$", description="Alias of the serving model."
-    )
+    model_name: str = Field("textclf", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Registered model name.")
+    champion_alias: str = Field("champion", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$", description="Alias of the serving model.")
     trigger: str | None = Field(
-        None, max_length=200, description="What started this run, written into the audit trail (e.g. "
-        "'schedule', 'user:alice'); empty: taken from the Prefect flow run (schedule or deployment) or 'local'."
+        None,
+        max_length=200,
+        description="What started this run, written into the audit trail (e.g. "
+        "'schedule', 'user:alice'); empty: taken from the Prefect flow run (schedule or deployment) or 'local'.",
     )
     audit_experiment: str = Field(
-        "textclf-audit", min_length=1, description="MLflow experiment holding the append-only promotion "
-        "history: one immutable run per decision."
+        "textclf-audit",
+        min_length=1,
+        description="MLflow experiment holding the append-only promotion history: one immutable run per decision.",
     )
     lock_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for the promotion lock beside a local store before giving up."
     )
     cas_retries: int = Field(
-        2, ge=0, le=10, description="Times a promotion re-evaluates against a champion that changed meanwhile "
-        "before it gives up and records a rejection."
+        2,
+        ge=0,
+        le=10,
+        description="Times a promotion re-evaluates against a champion that changed meanwhile "
+        "before it gives up and records a rejection.",
     )
 
 
@@ -457,8 +447,9 @@ class TrackingConfig(_Section):
         description="MLflow tracking URI; empty: a sqlite store in <output_dir>/mlflow.db.",
     )
     artifact_location: str | None = Field(
-        None, description="Artifact root for a new experiment; empty: <output_dir>/mlartifacts with the local "
-        "store, the server's own default with an http(s) tracking server."
+        None,
+        description="Artifact root for a new experiment; empty: <output_dir>/mlartifacts with the local "
+        "store, the server's own default with an http(s) tracking server.",
     )
     experiment: str = Field("textclf", min_length=1, description="MLflow experiment name.")
 
@@ -467,7 +458,8 @@ class OpsConfig(_Section):
     """Running as a service: the schedule, skipping unchanged runs, notifications."""
 
     cron: str = Field(
-        "0 3 * * 1", pattern=r"^\S+(\s+\S+){4}$",
+        "0 3 * * 1",
+        pattern=r"^\S+(\s+\S+){4}$",
         description="Cron (5 fields) of the retrain/scheduled deployment; default weekly, Mondays 03:00.",
     )
     timezone: str = Field("UTC", min_length=1, description="IANA time zone of the cron, e.g. 'Europe/Paris'.")
@@ -581,8 +573,9 @@ def describe_error(err: ValidationError, origin: str) -> str:
     for problem in err.errors():
         key = ".".join(str(p) for p in problem["loc"]).replace("validate_", "validate") or "(top level)"
         if problem["type"] == "extra_forbidden":
-            lines.append(f"{origin}: unknown config key '{key}'; remove it or check its spelling "
-                         "(`textclf config show` lists every key)")
+            lines.append(
+                f"{origin}: unknown config key '{key}'; remove it or check its spelling (`textclf config show` lists every key)"
+            )
         else:
             lines.append(f"{origin}: config key '{key}': {problem['msg']} (got {problem.get('input')!r})")
     return "; ".join(lines)

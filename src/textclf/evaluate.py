@@ -38,8 +38,9 @@ def detailed_metrics(y_true, y_pred, labels: list[str]) -> tuple[dict[str, float
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
         overall.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=None, zero_division=0)
-    per_class = {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                             "support": int(s[i])} for i in ids}
+    per_class = {
+        labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in ids
+    }
     return overall, per_class
 
 
@@ -61,8 +62,7 @@ def calibration_bins(probs: np.ndarray, y_true, n_bins: int = 15) -> tuple[float
         conf = float(confidence[mask].mean()) if count else 0.0
         acc = float(correct[mask].mean()) if count else 0.0
         ece += abs(acc - conf) * count / max(len(y_true), 1)
-        bins.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
-                     "confidence": conf, "accuracy": acc})
+        bins.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count, "confidence": conf, "accuracy": acc})
     return float(ece), bins
 
 
@@ -72,8 +72,15 @@ def confident_mistakes(texts: list[str], y_true, probs: np.ndarray, labels: list
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y_true)
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
-    return [{"text": texts[i][:300], "true": labels[int(y_true[i])], "predicted": labels[int(pred[i])],
-             "confidence": float(probs[i, pred[i]])} for i in order]
+    return [
+        {
+            "text": texts[i][:300],
+            "true": labels[int(y_true[i])],
+            "predicted": labels[int(pred[i])],
+            "confidence": float(probs[i, pred[i]]),
+        }
+        for i in order
+    ]
 
 
 @dataclass
@@ -121,8 +128,10 @@ class EvalReport:
 
     def mistakes_markdown(self) -> str:
         rows = ["| confidence | true | predicted | text |", "|---|---|---|---|"]
-        rows += [f"| {m['confidence']:.3f} | {m['true']} | {m['predicted']} | "
-                 f"{m['text'].replace('|', '/').replace(chr(10), ' ')} |" for m in self.mistakes]
+        rows += [
+            f"| {m['confidence']:.3f} | {m['true']} | {m['predicted']} | {m['text'].replace('|', '/').replace(chr(10), ' ')} |"
+            for m in self.mistakes
+        ]
         return "## Most confident mistakes\n\n" + "\n".join(rows) + "\n"
 
     def markdown(self, run_link: str | None = None) -> str:
@@ -130,23 +139,35 @@ class EvalReport:
         if run_link:
             head += f"\n\nMLflow run: {run_link}"
         overall = "\n".join(f"| {k} | {v:.4f} |" for k, v in self.metrics.items())
-        classes = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-                            for name, m in self.per_class.items())
-        return (f"{head}\n\n| metric | value |\n|---|---|\n{overall}\n\n"
-                f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{classes}\n\n"
-                + self.mistakes_markdown())
+        classes = "\n".join(
+            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+            for name, m in self.per_class.items()
+        )
+        return (
+            f"{head}\n\n| metric | value |\n|---|---|\n{overall}\n\n"
+            f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{classes}\n\n" + self.mistakes_markdown()
+        )
 
 
-def evaluate_predictions(texts: list[str], y_true, probs: np.ndarray, labels: list[str], split: str = "test",
-                         n_bins: int = 15, top_k: int = 20) -> EvalReport:
+def evaluate_predictions(
+    texts: list[str], y_true, probs: np.ndarray, labels: list[str], split: str = "test", n_bins: int = 15, top_k: int = 20
+) -> EvalReport:
     """Everything but speed, from class probabilities (pure: no model, no I/O)."""
     y_pred = probs.argmax(axis=1)
     overall, per_class = detailed_metrics(y_true, y_pred, labels)
     ece, bins = calibration_bins(probs, y_true, n_bins)
     matrix = confusion_matrix(np.asarray(y_true), y_pred, labels=list(range(len(labels))))
-    return EvalReport(split=split, n=len(texts), metrics={**overall, "ece": ece}, seconds=0.0, labels=labels,
-                      per_class=per_class, confusion=matrix.tolist(), calibration=bins,
-                      mistakes=confident_mistakes(texts, y_true, probs, labels, top_k))
+    return EvalReport(
+        split=split,
+        n=len(texts),
+        metrics={**overall, "ece": ece},
+        seconds=0.0,
+        labels=labels,
+        per_class=per_class,
+        confusion=matrix.tolist(),
+        calibration=bins,
+        mistakes=confident_mistakes(texts, y_true, probs, labels, top_k),
+    )
 
 
 @dataclass
@@ -158,8 +179,15 @@ class SplitPredictions:
     seconds: float  # prediction wall time
 
 
-def predict_split(model, tokenizer, data_dir: str | Path, split: str = "test", batch_size: int = PREDICT_BATCH_SIZE,
-                  max_length: int | None = None, progress=None) -> SplitPredictions:
+def predict_split(
+    model,
+    tokenizer,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_length: int | None = None,
+    progress=None,
+) -> SplitPredictions:
     """Predict `split` of the saved splits as evaluation scores it; max_length None: the model's saved one."""
     dataset = load_from_disk(str(data_dir))[split]
     texts = list(dataset["text"])
@@ -170,9 +198,16 @@ def predict_split(model, tokenizer, data_dir: str | Path, split: str = "test", b
     return SplitPredictions(texts, list(dataset["label"]), labels, preds, seconds)
 
 
-def evaluate_classifier(model, tokenizer, data_dir: str | Path, split: str = "test",
-                        batch_size: int = PREDICT_BATCH_SIZE, max_length: int | None = None, settings=None,
-                        progress=None) -> EvalReport:
+def evaluate_classifier(
+    model,
+    tokenizer,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_length: int | None = None,
+    settings=None,
+    progress=None,
+) -> EvalReport:
     """Predict `split` of the saved splits with an in-memory model and score it, speed included.
 
     max_length None: the length saved with the model (what the served pyfunc truncates to).
@@ -181,19 +216,33 @@ def evaluate_classifier(model, tokenizer, data_dir: str | Path, split: str = "te
     settings = settings or EvalConfig()
     max_length = saved_max_length(tokenizer) if max_length is None else max_length
     out = predict_split(model, tokenizer, data_dir, split, batch_size, max_length, progress)
-    report = evaluate_predictions(out.texts, out.y_true, out.preds.probs, out.labels, split,
-                                  settings.calibration_bins, settings.mistakes_top_k)
+    report = evaluate_predictions(
+        out.texts, out.y_true, out.preds.probs, out.labels, split, settings.calibration_bins, settings.mistakes_top_k
+    )
     report.seconds = out.seconds
     report.metrics["texts_per_s"] = len(out.texts) / out.seconds if out.seconds > 0 else 0.0
-    speed = measure_speed(model, tokenizer, out.texts, max_length, settings.latency_samples,
-                          settings.throughput_batch_size, settings.throughput_texts)
+    speed = measure_speed(
+        model,
+        tokenizer,
+        out.texts,
+        max_length,
+        settings.latency_samples,
+        settings.throughput_batch_size,
+        settings.throughput_texts,
+    )
     report.metrics.update(speed.metrics())
     return report
 
 
-def evaluate_model(model_dir: str | Path, data_dir: str | Path, split: str = "test",
-                   batch_size: int = PREDICT_BATCH_SIZE, max_length: int | None = None, progress=None,
-                   settings=None) -> EvalReport:
+def evaluate_model(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = PREDICT_BATCH_SIZE,
+    max_length: int | None = None,
+    progress=None,
+    settings=None,
+) -> EvalReport:
     """Predict `split` of the saved splits with the model in `model_dir` and score it."""
     model, tokenizer = load_trained(model_dir)
     return evaluate_classifier(model, tokenizer, data_dir, split, batch_size, max_length, settings, progress)
@@ -235,8 +284,9 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
     width = (bins[0]["upper"] - bins[0]["lower"]) if bins else 0.1
     ax.bar(centers, [b["accuracy"] for b in filled], width=width * 0.9, edgecolor="black", label="accuracy")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.scatter([b["confidence"] for b in filled], [b["accuracy"] for b in filled], color="red", s=12,
-               label="mean confidence", zorder=3)
+    ax.scatter(
+        [b["confidence"] for b in filled], [b["accuracy"] for b in filled], color="red", s=12, label="mean confidence", zorder=3
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")

@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 
 UNKNOWN = "_not recorded_"
 # Config keys worth reading on the card; the full config is the run's config.yaml.
-CONFIG_KEYS = ("data.source", "data.max_rows", "data.seed", "train.model", "train.epochs", "train.learning_rate",
-               "train.batch_size", "train.max_length", "train.seed")
+CONFIG_KEYS = (
+    "data.source",
+    "data.max_rows",
+    "data.seed",
+    "train.model",
+    "train.epochs",
+    "train.learning_rate",
+    "train.batch_size",
+    "train.max_length",
+    "train.seed",
+)
 
 
 @dataclass
@@ -43,18 +52,22 @@ def _section_lineage(c: CardInputs) -> str:
     dirty = c.tags.get("git.dirty")
     data = _with_prefix(c.tags, "data.", "dvc.")
     prefect = _with_prefix(c.tags, "prefect.")
-    return (f"- code commit: `{commit}`" + (f" (uncommitted changes: {dirty})" if dirty else "") + "\n"
-            f"- training run: `{c.run_id}` (config: `runs:/{c.run_id}/config.yaml`)\n"
-            + (f"- orchestration: {', '.join(f'{k}={v}' for k, v in prefect.items())}\n" if prefect else "")
-            + "\n**Data version**\n\n" + _table(data))
+    return (
+        f"- code commit: `{commit}`" + (f" (uncommitted changes: {dirty})" if dirty else "") + "\n"
+        f"- training run: `{c.run_id}` (config: `runs:/{c.run_id}/config.yaml`)\n"
+        + (f"- orchestration: {', '.join(f'{k}={v}' for k, v in prefect.items())}\n" if prefect else "")
+        + "\n**Data version**\n\n"
+        + _table(data)
+    )
 
 
 def _section_metrics(c: CardInputs) -> str:
     overall = _table({k: f"{v:.4f}" for k, v in c.metrics.items()}, ("metric", "value"))
     if not c.per_class:
         return overall
-    rows = "\n".join(f"| {n} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-                     for n, m in c.per_class.items())
+    rows = "\n".join(
+        f"| {n} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |" for n, m in c.per_class.items()
+    )
     return f"{overall}\n\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}"
 
 

@@ -46,8 +46,7 @@ def resolve_model(reference: str) -> str:
     looks_like_path = reference.startswith(("/", ".", "~")) or path.suffix != "" or reference.count("/") > 1
     if looks_like_path or not HUB_ID.match(reference):
         raise ModelNotFound(
-            f"train.model: {reference} does not exist; give an existing model folder, a hub id, "
-            f"or {PACKAGED_MODEL!r}"
+            f"train.model: {reference} does not exist; give an existing model folder, a hub id, or {PACKAGED_MODEL!r}"
         )
     if hub_offline():
         raise ModelNotFound(
@@ -58,6 +57,7 @@ def resolve_model(reference: str) -> str:
 
 def checkpoint_pooling(location: str) -> str | None:
     """How a sentence-transformers checkpoint pools tokens ('mean', 'cls', ...); None for other models."""
+
     def read(name: str) -> str | None:
         path = Path(location) / name
         if path.is_file():
@@ -77,8 +77,14 @@ def checkpoint_pooling(location: str) -> str | None:
             pooling = read(f"{module.get('path', '1_Pooling')}/config.json")
             if pooling:
                 modes = json.loads(pooling)
-                return next((m.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
-                             for m, on in modes.items() if m.startswith("pooling_mode_") and on), None)
+                return next(
+                    (
+                        m.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                        for m, on in modes.items()
+                        if m.startswith("pooling_mode_") and on
+                    ),
+                    None,
+                )
     return None
 
 
@@ -88,15 +94,16 @@ def choose_pooling(location: str, model_type: str, requested: str) -> str:
         return "model"  # already a mean-pooling classifier (fine-tuned by textclf)
     supported = mean_pooling_class(model_type) is not None
     if requested == "mean" and not supported:
-        raise ConfigError(f"train.pooling=mean: no mean-pooling head for {model_type!r} models "
-                          "(bert, mpnet, roberta, xlm-roberta); use train.pooling=model")
+        raise ConfigError(
+            f"train.pooling=mean: no mean-pooling head for {model_type!r} models "
+            "(bert, mpnet, roberta, xlm-roberta); use train.pooling=model"
+        )
     if requested == "auto":
         return "mean" if supported and checkpoint_pooling(location) == "mean" else "model"
     return requested
 
 
-def load_classifier(reference: str, labels: list[str],
-                    pooling: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_classifier(reference: str, labels: list[str], pooling: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model with a classification head sized and named for `labels`, plus its tokenizer.
 
     pooling: 'auto' = mean of the token vectors for sentence-transformers checkpoints that were
@@ -104,8 +111,14 @@ def load_classifier(reference: str, labels: list[str],
     """
     location = resolve_model(reference)
     id2label = dict(enumerate(labels))
-    kwargs = dict(num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                  ignore_mismatched_sizes=True, use_safetensors=True, trust_remote_code=False)
+    kwargs = dict(
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        ignore_mismatched_sizes=True,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
     try:
         # Weights load from safetensors only (a pickle can run code) and never with the repo's own code.
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
@@ -117,8 +130,10 @@ def load_classifier(reference: str, labels: list[str],
             model = AutoModelForSequenceClassification.from_pretrained(location, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0]
-        raise ModelNotFound(f"train.model {reference!r} could not be loaded (textclf loads safetensors weights "
-                            f"only; convert a pickle checkpoint with save_pretrained): {first}") from None
+        raise ModelNotFound(
+            f"train.model {reference!r} could not be loaded (textclf loads safetensors weights "
+            f"only; convert a pickle checkpoint with save_pretrained): {first}"
+        ) from None
     return model, tokenizer
 
 
@@ -155,14 +170,17 @@ def saved_max_length(tokenizer) -> int:
     training runner sets to `train.max_length`, so serving and evaluation truncate like training."""
     length = getattr(tokenizer, "model_max_length", None)
     if not isinstance(length, int) or length > UNSET_MAX_LENGTH:
-        raise ModelNotFound(f"the tokenizer saved with this model has no model_max_length ({length!r}); "
-                            "pass max_length, or retrain so the model folder records train.max_length")
+        raise ModelNotFound(
+            f"the tokenizer saved with this model has no model_max_length ({length!r}); "
+            "pass max_length, or retrain so the model folder records train.max_length"
+        )
     return length
 
 
 @torch.inference_mode()
-def predict_proba(model, tokenizer, texts: list[str], batch_size: int = PREDICT_BATCH_SIZE,
-                  max_length: int | None = None, progress=None) -> Predictions:
+def predict_proba(
+    model, tokenizer, texts: list[str], batch_size: int = PREDICT_BATCH_SIZE, max_length: int | None = None, progress=None
+) -> Predictions:
     """Class probabilities for `texts`; batches are formed from length-sorted texts to cut padding.
 
     max_length None: the length saved with the model (`saved_max_length`).
@@ -175,8 +193,9 @@ def predict_proba(model, tokenizer, texts: list[str], batch_size: int = PREDICT_
     probs = np.zeros((len(texts), n_classes), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt").to(device)
+        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(
+            device
+        )
         logits = model(**batch).logits.float()
         probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
         if progress is not None:
@@ -191,6 +210,5 @@ def load_trained(model_dir: str | Path):
     if not (model_dir / "config.json").is_file():
         raise ModelNotFound(f"{model_dir} holds no trained model (config.json missing)")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True,
-                                                               trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     return model, tokenizer

@@ -69,15 +69,29 @@ def _make_classes(base_type: str):
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
             self.post_init()
 
-        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                    inputs_embeds=None, labels=None, output_hidden_states=None, output_attentions=None,
-                    **kwargs) -> SequenceClassifierOutput:
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
-                      "inputs_embeds": inputs_embeds}
+        def forward(
+            self,
+            input_ids=None,
+            attention_mask=None,
+            token_type_ids=None,
+            position_ids=None,
+            inputs_embeds=None,
+            labels=None,
+            output_hidden_states=None,
+            output_attentions=None,
+            **kwargs,
+        ) -> SequenceClassifierOutput:
+            inputs = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "position_ids": position_ids,
+                "inputs_embeds": inputs_embeds,
+            }
             if token_type_ids is not None:  # MPNet has no segment embeddings
                 inputs["token_type_ids"] = token_type_ids
-            outputs = getattr(self, prefix)(**inputs, output_hidden_states=output_hidden_states,
-                                            output_attentions=output_attentions, return_dict=True)
+            outputs = getattr(self, prefix)(
+                **inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True
+            )
             logits = self.classifier(self.dropout(masked_mean(outputs.last_hidden_state, attention_mask)))
             loss = None
             if labels is not None:
@@ -87,8 +101,9 @@ def _make_classes(base_type: str):
                     loss = nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
                 else:
                     loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-            return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                            attentions=outputs.attentions)
+            return SequenceClassifierOutput(
+                loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            )
 
     MeanPoolingClassifier.__name__ = MeanPoolingClassifier.__qualname__ = f"MeanPooling{name}ForSequenceClassification"
     return mean_config, MeanPoolingClassifier

@@ -50,8 +50,7 @@ def check_data(data: DataConfig) -> None:
         wanted["data.group_column"] = data.group_column
     for key, column in wanted.items():
         if column not in columns:
-            raise DataError(f"{path}: column {column!r} ({key}) not found; columns are {columns[:12]}; "
-                            f"set {key} to one of them")
+            raise DataError(f"{path}: column {column!r} ({key}) not found; columns are {columns[:12]}; set {key} to one of them")
 
 
 def preflight(cfg: PipelineConfig) -> None:

@@ -68,8 +68,9 @@ def model_version_url(target: MlflowTarget, name: str, version: str) -> str | No
     return f"{base}/#/models/{name}/versions/{version}" if base else None
 
 
-def register_model(reg: RegistryTarget, run_id: str, model_dir: str | Path,
-                   tags: dict[str, str] | None = None) -> RegisteredVersion:
+def register_model(
+    reg: RegistryTarget, run_id: str, model_dir: str | Path, tags: dict[str, str] | None = None
+) -> RegisteredVersion:
     """Log the model folder as a pyfunc model to the run and create a registry version from it."""
     client = client_for(reg.mlflow)
     artifact_path, n = MODEL_ARTIFACT_PATH, 1
@@ -84,18 +85,20 @@ def register_model(reg: RegistryTarget, run_id: str, model_dir: str | Path,
         client.get_registered_model(name)
     except MlflowException:
         try:
-            client.create_registered_model(name, description="Text classifier trained by textclf; promotion "
-                                           f"history in experiment {reg.settings.audit_experiment}.")
+            client.create_registered_model(
+                name,
+                description="Text classifier trained by textclf; promotion "
+                f"history in experiment {reg.settings.audit_experiment}.",
+            )
         except MlflowException:  # created by a concurrent flow
             client.get_registered_model(name)
-    version = client.create_model_version(
-        name=name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags or {}
-    )
+    version = client.create_model_version(name=name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags or {})
     return RegisteredVersion(name=name, version=str(version.version), uri=f"models:/{name}/{version.version}")
 
 
-def attach_evaluation(reg: RegistryTarget, version: RegisteredVersion, report: EvalReport, run_id: str,
-                      eval_dir: Path | None = None) -> str:
+def attach_evaluation(
+    reg: RegistryTarget, version: RegisteredVersion, report: EvalReport, run_id: str, eval_dir: Path | None = None
+) -> str:
     """Evaluation evidence and the model card on the version: tags, run artifacts, description. Returns the card URI."""
     client = client_for(reg.mlflow)
     prefix = f"{EVAL_ARTIFACT_PATH}/v{version.version}"
@@ -113,29 +116,45 @@ def attach_evaluation(reg: RegistryTarget, version: RegisteredVersion, report: E
     return card_uri
 
 
-def _attach_model_card(reg: RegistryTarget, version: RegisteredVersion, report: EvalReport, run_id: str,
-                       eval_prefix: str) -> str:
+def _attach_model_card(reg: RegistryTarget, version: RegisteredVersion, report: EvalReport, run_id: str, eval_prefix: str) -> str:
     client = client_for(reg.mlflow)
     run = client.get_run(run_id)
     mv = client.get_model_version(version.name, version.version)
-    artifacts = {"evaluation report": f"runs:/{run_id}/{eval_prefix}/{REPORT_FILE}",
-                 "confusion matrix": f"runs:/{run_id}/{eval_prefix}/confusion_matrix.png",
-                 "reliability diagram": f"runs:/{run_id}/{eval_prefix}/reliability_diagram.png",
-                 "most confident mistakes": f"runs:/{run_id}/{eval_prefix}/confident_mistakes.md",
-                 "data validation report": f"runs:/{run_id}/validation",
-                 "config": f"runs:/{run_id}/config.yaml",
-                 "promotion history": f"`textclf registry history {version.name}`"}
+    artifacts = {
+        "evaluation report": f"runs:/{run_id}/{eval_prefix}/{REPORT_FILE}",
+        "confusion matrix": f"runs:/{run_id}/{eval_prefix}/confusion_matrix.png",
+        "reliability diagram": f"runs:/{run_id}/{eval_prefix}/reliability_diagram.png",
+        "most confident mistakes": f"runs:/{run_id}/{eval_prefix}/confident_mistakes.md",
+        "data validation report": f"runs:/{run_id}/validation",
+        "config": f"runs:/{run_id}/config.yaml",
+        "promotion history": f"`textclf registry history {version.name}`",
+    }
     created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
-    card = render_model_card(CardInputs(
-        name=version.name, version=version.version, run_id=run_id, created=created, labels=report.labels,
-        metrics=report.metrics, per_class=report.per_class, tags={**run.data.tags, **(mv.tags or {})},
-        params=run.data.params, artifacts=artifacts))
+    card = render_model_card(
+        CardInputs(
+            name=version.name,
+            version=version.version,
+            run_id=run_id,
+            created=created,
+            labels=report.labels,
+            metrics=report.metrics,
+            per_class=report.per_class,
+            tags={**run.data.tags, **(mv.tags or {})},
+            params=run.data.params,
+            artifacts=artifacts,
+        )
+    )
     path = f"model_card/{version.name}-v{version.version}.md"
     client.log_text(run_id, card, path)
     uri = f"runs:/{run_id}/{path}"
-    client.update_model_version(version.name, version.version, description=(
-        f"Model card: {uri}. Evaluation: runs:/{run_id}/{eval_prefix}. Promotion decisions: tags "
-        f"`promotion.*` and experiment `{reg.settings.audit_experiment}`."))
+    client.update_model_version(
+        version.name,
+        version.version,
+        description=(
+            f"Model card: {uri}. Evaluation: runs:/{run_id}/{eval_prefix}. Promotion decisions: tags "
+            f"`promotion.*` and experiment `{reg.settings.audit_experiment}`."
+        ),
+    )
     return uri
 
 
@@ -152,9 +171,13 @@ def _version_of(mv) -> str | None:
 
 
 def thresholds(cfg: EvalConfig) -> dict:
-    return {"min_accuracy": cfg.min_accuracy, "min_macro_f1": cfg.min_macro_f1,
-            "max_latency_p95_ms": cfg.max_latency_p95_ms, "promotion_metric": cfg.promotion_metric,
-            "min_improvement": cfg.min_improvement}
+    return {
+        "min_accuracy": cfg.min_accuracy,
+        "min_macro_f1": cfg.min_macro_f1,
+        "max_latency_p95_ms": cfg.max_latency_p95_ms,
+        "promotion_metric": cfg.promotion_metric,
+        "min_improvement": cfg.min_improvement,
+    }
 
 
 def threshold_failures(metrics: dict[str, float], cfg: EvalConfig) -> list[str]:
@@ -171,8 +194,9 @@ def threshold_failures(metrics: dict[str, float], cfg: EvalConfig) -> list[str]:
     return failed
 
 
-def gate_decision(candidate: dict[str, float], champion: dict[str, float] | None, cfg: EvalConfig,
-                  champion_version: str | None = None) -> tuple[bool, str]:
+def gate_decision(
+    candidate: dict[str, float], champion: dict[str, float] | None, cfg: EvalConfig, champion_version: str | None = None
+) -> tuple[bool, str]:
     """(promote?, reason): absolute thresholds first, then the margin over the champion measured now."""
     failed = threshold_failures(candidate, cfg)
     if failed:
@@ -181,21 +205,21 @@ def gate_decision(candidate: dict[str, float], champion: dict[str, float] | None
         return True, "passes thresholds; no champion yet"
     key = cfg.promotion_metric
     gain = candidate.get(key, 0.0) - champion.get(key, 0.0)
-    versus = (f"{key} {candidate.get(key, 0.0):.4f} vs champion v{champion_version} {champion.get(key, 0.0):.4f} "
-              f"(re-evaluated now): {gain:+.4f}")
+    versus = (
+        f"{key} {candidate.get(key, 0.0):.4f} vs champion v{champion_version} {champion.get(key, 0.0):.4f} "
+        f"(re-evaluated now): {gain:+.4f}"
+    )
     if gain < cfg.min_improvement:
         return False, f"{versus} < required margin {cfg.min_improvement:g}"
     return True, f"passes thresholds; {versus} >= required margin {cfg.min_improvement:g}"
 
 
-def evaluate_version(reg: RegistryTarget, gate: EvalConfig, version: str, data_dir: str | Path,
-                     batch_size: int) -> EvalReport:
+def evaluate_version(reg: RegistryTarget, gate: EvalConfig, version: str, data_dir: str | Path, batch_size: int) -> EvalReport:
     """Download a registered version and evaluate it now on `data_dir`'s test split (same code as the candidate)."""
     with tempfile.TemporaryDirectory() as tmp:
         pyfunc = load_model(reg.mlflow, f"models:/{reg.name}/{version}", Path(tmp))
         inner = pyfunc.unwrap_python_model()
-        return evaluate_classifier(inner.model, inner.tokenizer, data_dir, "test", batch_size=batch_size,
-                                   settings=gate)
+        return evaluate_classifier(inner.model, inner.tokenizer, data_dir, "test", batch_size=batch_size, settings=gate)
 
 
 def _gate_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -221,18 +245,32 @@ def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | N
             else:
                 client.delete_registered_model_alias(name, alias)
         raise
-    tags = {"promotion.decision": record.decision, "promotion.reason": record.reason[:5000],
-            "promotion.time": record.time, "promotion.trigger": record.trigger,
-            "promotion.previous_champion": record.previous_champion or "",
-            "promotion.audit_run_id": record.audit_run_id, "promotion.seq": str(record.seq)}
+    tags = {
+        "promotion.decision": record.decision,
+        "promotion.reason": record.reason[:5000],
+        "promotion.time": record.time,
+        "promotion.trigger": record.trigger,
+        "promotion.previous_champion": record.previous_champion or "",
+        "promotion.audit_run_id": record.audit_run_id,
+        "promotion.seq": str(record.seq),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, record.candidate_version, key, value)
     return record
 
 
-def promote_if_better(reg: RegistryTarget, gate: EvalConfig, candidate: RegisteredVersion, report: EvalReport,
-                      data_dir: str | Path, trigger: str, actor: str = "pipeline",
-                      candidate_run_id: str | None = None, *, batch_size: int) -> DecisionRecord:
+def promote_if_better(
+    reg: RegistryTarget,
+    gate: EvalConfig,
+    candidate: RegisteredVersion,
+    report: EvalReport,
+    data_dir: str | Path,
+    trigger: str,
+    actor: str = "pipeline",
+    candidate_run_id: str | None = None,
+    *,
+    batch_size: int,
+) -> DecisionRecord:
     """The gate: re-evaluate the champion on the same test split, decide, compare-and-set, audit.
 
     The champion is evaluated outside the lock (slow); the lock only covers re-check + set + record.
@@ -247,10 +285,20 @@ def promote_if_better(reg: RegistryTarget, gate: EvalConfig, candidate: Register
             champion = _gate_metrics(evaluate_version(reg, gate, seen, data_dir, batch_size).metrics)
         promoted, reason = gate_decision(candidate_metrics, champion, gate, seen)
         record = DecisionRecord(
-            model_name=candidate.name, action="gate", promoted=promoted, candidate_version=candidate.version,
-            previous_champion=seen, champion_after=candidate.version if promoted else seen, reason=reason,
-            trigger=trigger, actor=actor, candidate_metrics=candidate_metrics, champion_metrics=champion or {},
-            thresholds=thresholds(gate), candidate_run_id=candidate_run_id)
+            model_name=candidate.name,
+            action="gate",
+            promoted=promoted,
+            candidate_version=candidate.version,
+            previous_champion=seen,
+            champion_after=candidate.version if promoted else seen,
+            reason=reason,
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=candidate_metrics,
+            champion_metrics=champion or {},
+            thresholds=thresholds(gate),
+            candidate_run_id=candidate_run_id,
+        )
         with promotion_lock(reg):
             if _version_of(current_champion(reg)) != seen:
                 continue  # lost the race while evaluating: compare against the new champion
@@ -258,11 +306,20 @@ def promote_if_better(reg: RegistryTarget, gate: EvalConfig, candidate: Register
     with promotion_lock(reg):
         now = _version_of(current_champion(reg))
         record = DecisionRecord(
-            model_name=candidate.name, action="gate", promoted=False, candidate_version=candidate.version,
-            previous_champion=now, champion_after=now, trigger=trigger, actor=actor,
+            model_name=candidate.name,
+            action="gate",
+            promoted=False,
+            candidate_version=candidate.version,
+            previous_champion=now,
+            champion_after=now,
+            trigger=trigger,
+            actor=actor,
             reason=f"champion changed {retries + 1} times while this candidate was compared; "
-                   "not promoted (rerun to compare again)", candidate_metrics=candidate_metrics,
-            thresholds=thresholds(gate), candidate_run_id=candidate_run_id)
+            "not promoted (rerun to compare again)",
+            candidate_metrics=candidate_metrics,
+            thresholds=thresholds(gate),
+            candidate_run_id=candidate_run_id,
+        )
         return _set_champion(reg, record, now)
 
 
@@ -284,16 +341,21 @@ def evaluated_version(reg: RegistryTarget, version: str):
     try:
         mv = client_for(reg.mlflow).get_model_version(name, str(version))
     except MlflowException:
-        raise PromotionRefused(f"version {version} of model {name} does not exist in {reg.mlflow.uri}; "
-                               f"list versions with `textclf registry history {name}`") from None
+        raise PromotionRefused(
+            f"version {version} of model {name} does not exist in {reg.mlflow.uri}; "
+            f"list versions with `textclf registry history {name}`"
+        ) from None
     if "eval.report" not in (mv.tags or {}):
-        raise PromotionRefused(f"version {version} of model {name} has no evaluation (no eval.report tag); "
-                               "only versions registered by the pipeline with a test evaluation can serve")
+        raise PromotionRefused(
+            f"version {version} of model {name} has no evaluation (no eval.report tag); "
+            "only versions registered by the pipeline with a test evaluation can serve"
+        )
     return mv
 
 
-def promote_version(reg: RegistryTarget, gate: EvalConfig, version: str, reason: str, trigger: str = "cli",
-                    actor: str = "unknown") -> DecisionRecord:
+def promote_version(
+    reg: RegistryTarget, gate: EvalConfig, version: str, reason: str, trigger: str = "cli", actor: str = "unknown"
+) -> DecisionRecord:
     """A person makes `version` the champion (overriding the gate), with a reason; audited."""
     if not reason.strip():
         raise PromotionRefused("a reason is required: --reason 'why this version should serve'")
@@ -305,16 +367,24 @@ def promote_version(reg: RegistryTarget, gate: EvalConfig, version: str, reason:
         failed = threshold_failures(recorded_metrics(mv), gate)
         note = f" (overrides failed thresholds: {'; '.join(failed)})" if failed else ""
         record = DecisionRecord(
-            model_name=reg.name, action="promote", promoted=True, candidate_version=str(mv.version),
-            previous_champion=_version_of(current), champion_after=str(mv.version), reason=reason.strip() + note,
-            trigger=trigger, actor=actor, candidate_metrics=recorded_metrics(mv),
-            champion_metrics=recorded_metrics(current) if current else {}, thresholds=thresholds(gate),
-            candidate_run_id=mv.run_id)
+            model_name=reg.name,
+            action="promote",
+            promoted=True,
+            candidate_version=str(mv.version),
+            previous_champion=_version_of(current),
+            champion_after=str(mv.version),
+            reason=reason.strip() + note,
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=recorded_metrics(mv),
+            champion_metrics=recorded_metrics(current) if current else {},
+            thresholds=thresholds(gate),
+            candidate_run_id=mv.run_id,
+        )
         return _set_champion(reg, record, _version_of(current))
 
 
-def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = "cli",
-             actor: str = "unknown") -> DecisionRecord:
+def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = "cli", actor: str = "unknown") -> DecisionRecord:
     """Restore the champion that served before the current one (per the audit history); audited."""
     if not reason.strip():
         raise PromotionRefused("a reason is required: --reason 'what went wrong with the current champion'")
@@ -325,18 +395,29 @@ def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = 
         if current is None:
             raise PromotionRefused(f"model {name} has no @{reg.alias}; nothing to roll back")
         if not stack or stack[-1] != current:
-            raise PromotionRefused(f"@{reg.alias} (v{current}) was not set through textclf, so "
-                                   "there is no audited predecessor; use `textclf registry promote VERSION`")
+            raise PromotionRefused(
+                f"@{reg.alias} (v{current}) was not set through textclf, so "
+                "there is no audited predecessor; use `textclf registry promote VERSION`"
+            )
         if len(stack) < 2:
             raise PromotionRefused(f"v{current} is the first audited champion of {name}; nothing to roll back to")
         target = evaluated_version(reg, stack[-2])
         mv_current = client_for(reg.mlflow).get_model_version(name, current)
         record = DecisionRecord(
-            model_name=name, action="rollback", promoted=True, candidate_version=str(target.version),
-            previous_champion=current, champion_after=str(target.version), reason=reason.strip(),
-            trigger=trigger, actor=actor, candidate_metrics=recorded_metrics(target),
-            champion_metrics=recorded_metrics(mv_current), thresholds=thresholds(gate),
-            candidate_run_id=target.run_id)
+            model_name=name,
+            action="rollback",
+            promoted=True,
+            candidate_version=str(target.version),
+            previous_champion=current,
+            champion_after=str(target.version),
+            reason=reason.strip(),
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=recorded_metrics(target),
+            champion_metrics=recorded_metrics(mv_current),
+            thresholds=thresholds(gate),
+            candidate_run_id=target.run_id,
+        )
         return _set_champion(reg, record, current)
 
 
@@ -356,8 +437,9 @@ def resolve_version(target: MlflowTarget, uri: str):
         return client.get_model_version(name, number)
     except MlflowException as err:
         first = str(err).strip().splitlines()[0]
-        raise ModelNotFound(f"model {uri} not found in {target.uri}: {first}; train one with "
-                            "`textclf run` or pass --model") from None
+        raise ModelNotFound(
+            f"model {uri} not found in {target.uri}: {first}; train one with `textclf run` or pass --model"
+        ) from None
 
 
 def download_model(target: MlflowTarget, uri: str, dest: Path | None = None) -> Path:
@@ -369,7 +451,8 @@ def download_model(target: MlflowTarget, uri: str, dest: Path | None = None) -> 
     try:
         # Explicit URIs: models:/ resolution in mlflow.artifacts ignores registry_uri.
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dest) if dest else None, tracking_uri=target.uri)
+            artifact_uri=uri, dst_path=str(dest) if dest else None, tracking_uri=target.uri
+        )
     except MlflowException as err:
         first = str(err).strip().splitlines()[0]
         raise ModelNotFound(f"model {uri} could not be downloaded from {target.uri}: {first}") from None
@@ -390,19 +473,39 @@ def load_model(target: MlflowTarget, uri: str, dest: Path | None = None):
     return load_pyfunc(download_model(target, uri, dest))
 
 
-def register_and_promote(reg: RegistryTarget, gate: EvalConfig, run_id: str, model_dir: str | Path,
-                         report: EvalReport, tags: dict[str, str], data_dir: str | Path, trigger: str,
-                         actor: str = "pipeline", eval_dir: Path | None = None, *,
-                         batch_size: int) -> PromotionOutcome:
+def register_and_promote(
+    reg: RegistryTarget,
+    gate: EvalConfig,
+    run_id: str,
+    model_dir: str | Path,
+    report: EvalReport,
+    tags: dict[str, str],
+    data_dir: str | Path,
+    trigger: str,
+    actor: str = "pipeline",
+    eval_dir: Path | None = None,
+    *,
+    batch_size: int,
+) -> PromotionOutcome:
     """Register the trained model with its lineage, evidence and card, then run the gate on `data_dir`."""
     version = register_model(reg, run_id, model_dir, tags)
     card = attach_evaluation(reg, version, report, run_id, eval_dir)
-    record = promote_if_better(reg, gate, version, report, data_dir, trigger, actor, candidate_run_id=run_id,
-                               batch_size=batch_size)
-    return PromotionOutcome(name=version.name, version=version.version, uri=version.uri, model_card=card,
-                            promoted=record.promoted, reason=record.reason, previous_champion=record.previous_champion,
-                            champion=record.champion_after, audit_run_id=record.audit_run_id, trigger=record.trigger,
-                            version_url=model_version_url(reg.mlflow, version.name, version.version))
+    record = promote_if_better(
+        reg, gate, version, report, data_dir, trigger, actor, candidate_run_id=run_id, batch_size=batch_size
+    )
+    return PromotionOutcome(
+        name=version.name,
+        version=version.version,
+        uri=version.uri,
+        model_card=card,
+        promoted=record.promoted,
+        reason=record.reason,
+        previous_champion=record.previous_champion,
+        champion=record.champion_after,
+        audit_run_id=record.audit_run_id,
+        trigger=record.trigger,
+        version_url=model_version_url(reg.mlflow, version.name, version.version),
+    )
 
 
 def record_json(records: list[DecisionRecord]) -> str:

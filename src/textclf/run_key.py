@@ -34,8 +34,7 @@ class RunKey:
         return hashlib.sha256(f"{self.data}|{self.config}|{self.code}".encode()).hexdigest()[:24]
 
     def as_tags(self) -> dict[str, str]:
-        return {KEY_TAG: self.value, f"{KEY_TAG}.data": self.data, f"{KEY_TAG}.config": self.config,
-                f"{KEY_TAG}.code": self.code}
+        return {KEY_TAG: self.value, f"{KEY_TAG}.data": self.data, f"{KEY_TAG}.config": self.config, f"{KEY_TAG}.code": self.code}
 
 
 def _md5_files(files: list[Path], root: Path | None = None) -> str:
@@ -59,8 +58,9 @@ def data_digest(cfg: DataConfig) -> str:
     path = Path(cfg.source).expanduser()
     if path.is_file():
         return _md5_files([path])
-    files = sorted(p for p in path.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     return _md5_files(files, root=path)
 
 
@@ -92,7 +92,9 @@ def last_successful_run(target: MlflowTarget, key: RunKey) -> str | None:
     runs = client.search_runs(
         [experiment.experiment_id],
         filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -114,8 +116,11 @@ def decide_skip(cfg: PipelineConfig, code_roots: list[Path], deployment: str | N
         return SkipDecision(False, f"ops.skip_unchanged={mode!r}: not a run to skip", key.as_tags())
     previous = last_successful_run(cfg.tracking_target(), key)
     if previous is None:
-        return SkipDecision(False, f"run key {key.value} (data {key.data}, config {key.config}, code {key.code}) "
-                            "is new: training", key.as_tags())
-    reason = (f"skipped: data md5 {key.data}, config {key.config} and code {key.code} are unchanged since "
-              f"successful MLflow run {previous}")
+        return SkipDecision(
+            False, f"run key {key.value} (data {key.data}, config {key.config}, code {key.code}) is new: training", key.as_tags()
+        )
+    reason = (
+        f"skipped: data md5 {key.data}, config {key.config} and code {key.code} are unchanged since "
+        f"successful MLflow run {previous}"
+    )
     return SkipDecision(True, reason, key.as_tags(), previous)

@@ -44,15 +44,19 @@ class StackSettings:
     """Where the stack runs. The one declaration of its defaults and their help: `textclf serve`'s options read
     them with `StackSettings.default(name)` and `StackSettings.describe(name)`."""
 
-    host: str = _setting(LOOPBACK, "Address the servers bind to; anything but 127.0.0.1 exposes them "
-                                   "(put auth in front first: infra/production.md).")
+    host: str = _setting(
+        LOOPBACK,
+        "Address the servers bind to; anything but 127.0.0.1 exposes them (put auth in front first: infra/production.md).",
+    )
     prefect_port: int = _setting(4200, "Prefect server (API + UI) port.")
     mlflow_port: int = _setting(5000, "MLflow tracking server port.")
     state_dir: Path = _setting(Path("outputs/service"), "Prefect home, MLflow sqlite store and artifacts, logs.")
     mlflow_backend_uri: str | None = _setting(
-        None, "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow.")
+        None, "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow."
+    )
     mlflow_artifacts: str | None = _setting(
-        None, "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow.")
+        None, "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow."
+    )
     experiment: str = _setting("textclf", "MLflow experiment the worker's flows log to.")
 
     @classmethod
@@ -81,8 +85,7 @@ class StackSettings:
 
     def worker_overrides(self) -> list[str]:
         """Config overrides that make flows started by the worker log to this stack's MLflow server."""
-        return [f"tracking.tracking_uri={self.mlflow_url}",
-                f"tracking.artifact_location=mlflow-artifacts:/{self.experiment}"]
+        return [f"tracking.tracking_uri={self.mlflow_url}", f"tracking.artifact_location=mlflow-artifacts:/{self.experiment}"]
 
 
 _FIELDS = {f.name: f for f in fields(StackSettings)}
@@ -102,9 +105,16 @@ class Service:
         with self.log.open("ab") as out:
             # Own session (the supervisor decides the stop order) and SIGINT restored to its default: a shell
             # that starts us in the background makes children inherit an ignored SIGINT otherwise.
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, cwd=cwd, start_new_session=True,
-                                         preexec_fn=_default_sigint)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_default_sigint,
+            )
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -188,21 +198,48 @@ def build_services(settings: StackSettings, worker_args: list[str], base_env: Ma
     state = settings.state_dir.resolve()
     logs = state / "logs"
     # Telemetry off in all three unless base_env (the user's environment) says otherwise.
-    env = {**telemetry_off_env(), **base_env, "PREFECT_HOME": str(settings.prefect_home),
-           "PREFECT_API_URL": settings.prefect_api, "MLFLOW_TRACKING_URI": settings.mlflow_url,
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **telemetry_off_env(),
+        **base_env,
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_API_URL": settings.prefect_api,
+        "MLFLOW_TRACKING_URI": settings.mlflow_url,
+        "PYTHONUNBUFFERED": "1",
+    }
     backend = settings.mlflow_backend_uri or f"sqlite:///{state / 'mlflow.db'}"
     artifacts = settings.mlflow_artifacts or str(state / "mlartifacts")
-    prefect = Service("prefect", [_bin("prefect"), "server", "start", "--host", settings.host,
-                                  "--port", str(settings.prefect_port)],
-                      env, logs / "prefect.log", lambda: prefect_health(settings))
-    mlflow = Service("mlflow", [_bin("mlflow"), "server", "--backend-store-uri", backend,
-                                "--artifacts-destination", artifacts, "--serve-artifacts",
-                                "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1"],
-                     env, logs / "mlflow.log", lambda: mlflow_health(settings))
+    prefect = Service(
+        "prefect",
+        [_bin("prefect"), "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)],
+        env,
+        logs / "prefect.log",
+        lambda: prefect_health(settings),
+    )
+    mlflow = Service(
+        "mlflow",
+        [
+            _bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            artifacts,
+            "--serve-artifacts",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.mlflow_port),
+            "--workers",
+            "1",
+        ],
+        env,
+        logs / "mlflow.log",
+        lambda: mlflow_health(settings),
+    )
     overrides = [arg for item in settings.worker_overrides() for arg in ("--set", item)]
-    worker = Service("worker", [_bin("textclf"), "worker", *worker_args, *overrides],
-                     env, logs / "worker.log", lambda: worker_health(settings))
+    worker = Service(
+        "worker", [_bin("textclf"), "worker", *worker_args, *overrides], env, logs / "worker.log", lambda: worker_health(settings)
+    )
     return [prefect, mlflow, worker]
 
 
@@ -220,8 +257,9 @@ class Stack:
         while True:
             # Exited first: a port taken by another server would otherwise answer the health check for us.
             if service.proc is not None and not service.running():
-                raise ServiceFailed(f"{name} exited with code {service.proc.returncode}: {service.log_tail()} "
-                                    f"(full log: {service.log})")
+                raise ServiceFailed(
+                    f"{name} exited with code {service.proc.returncode}: {service.log_tail()} (full log: {service.log})"
+                )
             ok, detail = service.healthy()
             if ok:
                 return detail
@@ -259,5 +297,4 @@ class Stack:
 
 
 def check(settings: StackSettings) -> list[tuple[str, bool, str]]:
-    return [("prefect", *prefect_health(settings)), ("mlflow", *mlflow_health(settings)),
-            ("worker", *worker_health(settings))]
+    return [("prefect", *prefect_health(settings)), ("mlflow", *mlflow_health(settings)), ("worker", *worker_health(settings))]

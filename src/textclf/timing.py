@@ -51,8 +51,11 @@ class Speed:
 
     def metrics(self) -> dict[str, float]:
         """The evaluation metric names (the gate reads latency_p95_ms)."""
-        return {"latency_p50_ms": self.latency_p50_ms, "latency_p95_ms": self.latency_p95_ms,
-                "throughput_texts_per_s": self.throughput_texts_per_s}
+        return {
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p95_ms": self.latency_p95_ms,
+            "throughput_texts_per_s": self.throughput_texts_per_s,
+        }
 
 
 def percentiles_ms(times_ms: list[float]) -> Latency:
@@ -88,8 +91,9 @@ def _runner(model, tokenizer, max_length: int) -> Callable[[list[str]], None]:
 
 
 @torch.inference_mode()
-def latency_ms(model, tokenizer, texts: list[str], max_length: int, samples: int | None = None,
-               clock: Clock = time.perf_counter) -> Latency:
+def latency_ms(
+    model, tokenizer, texts: list[str], max_length: int, samples: int | None = None, clock: Clock = time.perf_counter
+) -> Latency:
     """p50 and p95 (ms) of `samples` single-text calls (default: one per text), after the warm-up."""
     run = _runner(model, tokenizer, max_length)
     stream = _cycle(texts, samples or len(texts) or 1)
@@ -104,9 +108,16 @@ def latency_ms(model, tokenizer, texts: list[str], max_length: int, samples: int
 
 
 @torch.inference_mode()
-def throughput(model, tokenizer, texts: list[str], max_length: int, batch_size: int = DEFAULT_BATCH_SIZE,
-               repeats: int = THROUGHPUT_REPEATS, n_texts: int | None = None,
-               clock: Clock = time.perf_counter) -> float:
+def throughput(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    repeats: int = THROUGHPUT_REPEATS,
+    n_texts: int | None = None,
+    clock: Clock = time.perf_counter,
+) -> float:
     """Texts per second through `n_texts` texts (default: all, in order) in batches of `batch_size`;
     the median of `repeats` passes, after the warm-up batches."""
     run = _runner(model, tokenizer, max_length)
@@ -124,9 +135,17 @@ def throughput(model, tokenizer, texts: list[str], max_length: int, batch_size: 
     return float(np.median(rates))
 
 
-def measure_speed(model, tokenizer, texts: list[str], max_length: int, latency_samples: int,
-                  batch_size: int, throughput_texts: int, repeats: int = THROUGHPUT_REPEATS,
-                  clock: Clock = time.perf_counter) -> Speed:
+def measure_speed(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    latency_samples: int,
+    batch_size: int,
+    throughput_texts: int,
+    repeats: int = THROUGHPUT_REPEATS,
+    clock: Clock = time.perf_counter,
+) -> Speed:
     """Latency at batch 1 over `latency_samples` texts and throughput over `throughput_texts` texts
     at `batch_size` (texts repeated in order when there are fewer)."""
     latency = latency_ms(model, tokenizer, texts, max_length, latency_samples, clock)

@@ -83,10 +83,17 @@ def git_state(cwd: Path | None = None) -> dict[str, str]:
     """Commit and dirty flag of the code that runs, or 'unknown' outside a git checkout."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"git.commit": "unknown", "git.dirty": "unknown"}
     return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
@@ -133,12 +140,19 @@ class TrackedRun:
         """A clickable link for a tracking server, else where to find the run in `make mlflow-ui`."""
         if self.url:
             return f"[{self.run_id}]({self.url})"
-        return (f"`{self.run_id}` (open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id} "
-                f"after `make mlflow-ui`; store {self.uri})")
+        return (
+            f"`{self.run_id}` (open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id} "
+            f"after `make mlflow-ui`; store {self.uri})"
+        )
 
 
-def start_run(target: MlflowTarget, params: dict[str, str], documents: dict[str, str],
-              run_name: str | None = None, tags: dict[str, str] | None = None) -> TrackedRun:
+def start_run(
+    target: MlflowTarget,
+    params: dict[str, str],
+    documents: dict[str, str],
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> TrackedRun:
     """Create a run with `params` (e.g. the whole config, flattened) and text `documents` (name -> text)."""
     client = client_for(target)
     experiment_id = ensure_experiment(client, target)

@@ -45,11 +45,15 @@ class DataVersion:
 
     def message(self) -> str:
         if not self.changed:
-            return (f"no new data version: {self.dvc_file} stays at md5 {self.md5} (the drops are identical "
-                    f"to data already tracked){'; pushed' if self.pushed else ''}")
+            return (
+                f"no new data version: {self.dvc_file} stays at md5 {self.md5} (the drops are identical "
+                f"to data already tracked){'; pushed' if self.pushed else ''}"
+            )
         was = f" (was {self.previous_md5})" if self.previous_md5 else ""
-        return (f"new data version {self.md5}{was}: added {len(self.added)} file(s), {self.rows} rows in "
-                f"total; {'pushed to the DVC remote' if self.pushed else 'not pushed'}")
+        return (
+            f"new data version {self.md5}{was}: added {len(self.added)} file(s), {self.rows} rows in "
+            f"total; {'pushed to the DVC remote' if self.pushed else 'not pushed'}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,8 +65,7 @@ def find_repo(start: Path | None = None) -> Path:
     for folder in [start, *start.parents]:
         if (folder / ".dvc").is_dir():
             return folder
-    raise DataError(f"{start} is not inside a DVC project; run `make setup` in the textclf checkout "
-                    "(or `dvc init`) first")
+    raise DataError(f"{start} is not inside a DVC project; run `make setup` in the textclf checkout (or `dvc init`) first")
 
 
 def run_dvc(repo: Path, *args: str, timeout: float = 900) -> str:
@@ -101,8 +104,10 @@ def path_md5(path: Path) -> str:
     if path.is_file():
         return file_md5(path)
     files = [p for p in path.rglob("*") if p.is_file()]
-    entries = sorted(({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in files),
-                     key=lambda e: tuple(e["relpath"].split("/")))
+    entries = sorted(
+        ({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in files),
+        key=lambda e: tuple(e["relpath"].split("/")),
+    )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
@@ -140,8 +145,10 @@ def _plan(src: Path, data_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]
         if md5 in tracked:  # the same bytes under any name: already part of the version
             same.append(f"{rel} (= {tracked[md5]})")
         elif dest.exists():
-            raise DataError(f"{drop}: {dest} already exists with different content; drops are never "
-                            "overwritten: give the new drop another file name")
+            raise DataError(
+                f"{drop}: {dest} already exists with different content; drops are never "
+                "overwritten: give the new drop another file name"
+            )
         else:
             copies.append((drop, dest))
             tracked[md5] = rel
@@ -209,19 +216,28 @@ def add_data(src: Path, cfg: DataConfig, repo: Path | None = None) -> DataVersio
             if isinstance(err, DataError):
                 raise DataError(f"{err}; rolled back: the data version stays {previous or 'empty'}") from None
             raise
-    return DataVersion(md5=md5, previous_md5=previous, changed=md5 != previous,
-                       added=[str(dest.relative_to(data_dir)) for _, dest in copies], unchanged=same,
-                       rows=len(table.dataset), pushed=pushed, dvc_file=str(dvc_file.relative_to(repo)),
-                       notes=table.notes)
+    return DataVersion(
+        md5=md5,
+        previous_md5=previous,
+        changed=md5 != previous,
+        added=[str(dest.relative_to(data_dir)) for _, dest in copies],
+        unchanged=same,
+        rows=len(table.dataset),
+        pushed=pushed,
+        dvc_file=str(dvc_file.relative_to(repo)),
+        notes=table.notes,
+    )
 
 
 def _unchanged(repo: Path, cfg: DataConfig, dvc_file: Path, md5: str, same: list[str]) -> DataVersion:
     """Nothing new: no commit, but make sure the remote holds the version."""
     if cfg.dvc_push:
-        run_dvc(repo, "push", "--quiet", *(["--remote", cfg.dvc_remote] if cfg.dvc_remote else []),
-                str(dvc_file.relative_to(repo)))
-    return DataVersion(md5=md5, previous_md5=md5, changed=False, unchanged=same, pushed=cfg.dvc_push,
-                       dvc_file=str(dvc_file.relative_to(repo)))
+        run_dvc(
+            repo, "push", "--quiet", *(["--remote", cfg.dvc_remote] if cfg.dvc_remote else []), str(dvc_file.relative_to(repo))
+        )
+    return DataVersion(
+        md5=md5, previous_md5=md5, changed=False, unchanged=same, pushed=cfg.dvc_push, dvc_file=str(dvc_file.relative_to(repo))
+    )
 
 
 def seed_data(cfg: DataConfig, repo: Path | None = None) -> DataVersion | None:
@@ -255,8 +271,7 @@ def restore_data(md5: str, dest: Path, repo: Path | None = None, remote: str | N
     pointer = dest.parent / f".{dest.name}.restore.dvc"
     pointer.write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": dest.name, "hash": "md5"}]}))
     try:
-        run_dvc(repo, "pull", "--quiet", *(["--remote", remote] if remote else []),
-                str(pointer.relative_to(repo)))
+        run_dvc(repo, "pull", "--quiet", *(["--remote", remote] if remote else []), str(pointer.relative_to(repo)))
     finally:
         pointer.unlink(missing_ok=True)
     return dest

@@ -16,14 +16,19 @@ def test_dask_fan_out_fills_the_cache_with_the_sequential_translations(prefect_h
     from textclf.stages import DataRef
     from textclf_flows.augment_fan_out import fan_out_translations
 
-    cfg = build_config({
-        "output_dir": str(tmp_path / "outputs"),
-        "augment": {"enabled": True, "multiplier": 1.1, "synonyms": {"enabled": False},
-                    "backtranslate": {"max_rows": 10, "chunk_size": 3, "fan_out": "dask", "dask_workers": 2}},
-    })
+    cfg = build_config(
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "augment": {
+                "enabled": True,
+                "multiplier": 1.1,
+                "synonyms": {"enabled": False},
+                "backtranslate": {"max_rows": 10, "chunk_size": 3, "fan_out": "dask", "dask_workers": 2},
+            },
+        }
+    )
     splits = load_from_disk(splits_dir)
-    data = DataRef(splits_dir, "fingerprint", {k: len(v) for k, v in splits.items()},
-                   splits["train"].features["label"].names)
+    data = DataRef(splits_dir, "fingerprint", {k: len(v) for k, v in splits.items()}, splits["train"].features["label"].names)
     texts = list(dict.fromkeys(backtranslation_sources(splits, cfg.augment)))
     assert len(texts) >= 7  # at least 3 chunks of 3 for 2 workers
 

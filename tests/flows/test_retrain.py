@@ -14,7 +14,6 @@ from mlflow.tracking import MlflowClient
 REPO = Path(__file__).resolve().parents[2]
 
 
-
 @pytest.fixture(scope="module")
 def flow_run(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
     from textclf.config import build_config
@@ -24,8 +23,15 @@ def flow_run(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
     tree = {
         "output_dir": str(out / "outputs"),
         "data": {"source": str(rows_csv), "seed": 1},
-        "train": {"model": str(tiny_model), "epochs": 2, "batch_size": 16, "learning_rate": 1e-3,
-                  "max_length": 64, "logging_steps": 2, "checkpoint_steps": 5},
+        "train": {
+            "model": str(tiny_model),
+            "epochs": 2,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "max_length": 64,
+            "logging_steps": 2,
+            "checkpoint_steps": 5,
+        },
         "validate": {"max_duplicate_rate": 0.2},
         "augment": {"enabled": False},
         "distill": {"enabled": False},
@@ -73,7 +79,11 @@ def test_predict_cli_prints_a_label_per_text(flow_run):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "textclf", "predict", "--config", str(out / "cfg.yaml"), *texts],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.strip()]

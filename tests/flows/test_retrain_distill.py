@@ -21,15 +21,24 @@ def flow_run(prefect_harness, tmp_path_factory, rows_csv):
     out = tmp_path_factory.mktemp("flow-distill")
     # A 4-layer tiny model, so the default kind of student (a subset of the teacher's layers) exists.
     base = make_teacher(out / "base")
-    cfg = build_config({
-        "output_dir": str(out / "outputs"),
-        "data": {"source": str(rows_csv), "seed": 1},
-        "train": {"model": str(base), "epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 64,
-                  "logging_steps": 2, "checkpoint_steps": 5},
-        "validate": {"max_duplicate_rate": 0.2},
-        "augment": {"enabled": False},
-        "distill": {"student_layers": 2, "batch_size": 16, "learning_rate": 1e-3, "report_latency_texts": 10},
-    })
+    cfg = build_config(
+        {
+            "output_dir": str(out / "outputs"),
+            "data": {"source": str(rows_csv), "seed": 1},
+            "train": {
+                "model": str(base),
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 64,
+                "logging_steps": 2,
+                "checkpoint_steps": 5,
+            },
+            "validate": {"max_duplicate_rate": 0.2},
+            "augment": {"enabled": False},
+            "distill": {"student_layers": 2, "batch_size": 16, "learning_rate": 1e-3, "report_latency_texts": 10},
+        }
+    )
     assert cfg.distill.enabled  # on by default
     return cfg, retrain(cfg)
 
@@ -45,10 +54,19 @@ def test_student_is_registered_with_lineage_to_the_teacher_version(flow_run):
     assert version.tags["data.fingerprint"]
     run = client.get_run(version.run_id)
     assert run.data.tags["mlflow.parentRunId"] == summary["mlflow_run_id"]
-    for key in ("test_accuracy", "teacher_accuracy", "student_accuracy", "agreement", "student_params",
-                "student_latency_p95_ms", "student_throughput_b32", "student_onnx_parity_max_abs_diff",
-                "student_onnx_latency_p95_ms"):
+    for key in (
+        "test_accuracy",
+        "teacher_accuracy",
+        "student_accuracy",
+        "agreement",
+        "student_params",
+        "student_latency_p95_ms",
+        "student_throughput_b32",
+        "student_onnx_parity_max_abs_diff",
+        "student_onnx_latency_p95_ms",
+    ):
         assert key in run.data.metrics, key
+
     # The ONNX export sits beside the weights, so the registered student ships it.
     def files(path: str) -> set[str]:
         found = set()

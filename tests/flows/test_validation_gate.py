@@ -17,12 +17,14 @@ def test_corrupted_csv_stops_the_flow_before_training(prefect_harness, tmp_path,
     frame.loc[frame.index[:25], "text"] = "   "  # 25 whitespace-only texts of 200
     corrupted = tmp_path / "corrupted.csv"
     frame.to_csv(corrupted, index=False)
-    cfg = build_config({
-        "output_dir": str(tmp_path / "outputs"),
-        "data": {"source": str(corrupted), "seed": 1},
-        "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "max_length": 64},
-        "validate": {"max_duplicate_rate": 0.2},
-    })
+    cfg = build_config(
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "data": {"source": str(corrupted), "seed": 1},
+            "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "max_length": 64},
+            "validate": {"max_duplicate_rate": 0.2},
+        }
+    )
 
     with pytest.raises(ValidationFailed, match=r"text_not_empty .* rows fail"):
         retrain(cfg)

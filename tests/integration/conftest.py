@@ -78,8 +78,15 @@ def service_config(tmp_path_factory, tiny_model, rows_csv) -> dict:
     return {
         "output_dir": str(root / "outputs"),
         "data": {"source": str(rows_csv), "seed": 1},
-        "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
-                  "max_length": 64, "logging_steps": 2, "checkpoint_steps": 5},
+        "train": {
+            "model": str(tiny_model),
+            "epochs": 1,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "max_length": 64,
+            "logging_steps": 2,
+            "checkpoint_steps": 5,
+        },
         "validate": {"max_duplicate_rate": 0.2},
         "distill": {"enabled": False},  # the tiny teacher has 2 layers; distillation has its own tests
     }
@@ -94,8 +101,13 @@ def stack(tmp_path_factory, service_config, receiver):
     settings = StackSettings(prefect_port=free_port(), mlflow_port=free_port(), state_dir=root / "state")
     # Telemetry off in the servers and the worker whatever the outer environment says (build_services
     # would let it opt in): a test stack never phones home.
-    env = {**os.environ, **telemetry_off_env(), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-           "TEXTCLF_WEBHOOK_URL": receiver.url, "PREFECT_LOGGING_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        **telemetry_off_env(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "TEXTCLF_WEBHOOK_URL": receiver.url,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
     env.pop("PREFECT_API_URL", None)
     services = build_services(settings, ["--config", str(config_file)], env)
     running = Stack(services, REPO, echo=lambda line: print(f"[stack] {line}"))

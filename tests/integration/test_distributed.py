@@ -28,12 +28,23 @@ HERE = Path(__file__).resolve().parent
 
 
 def tiny_train_config(root: Path, model: Path, rows: Path, **train):
-    return build_config({
-        "output_dir": str(root / "outputs"),
-        "data": {"source": str(rows), "seed": 1},
-        "train": {"model": str(model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 64,
-                  "logging_steps": 2, "checkpoint_steps": 100, "timeout_s": 300, **train},
-    })
+    return build_config(
+        {
+            "output_dir": str(root / "outputs"),
+            "data": {"source": str(rows), "seed": 1},
+            "train": {
+                "model": str(model),
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "max_length": 64,
+                "logging_steps": 2,
+                "checkpoint_steps": 100,
+                "timeout_s": 300,
+                **train,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +61,7 @@ def test_a_failing_rank_fails_the_launch_with_its_error_quickly(tmp_path):
     lines: list[str] = []
     started = time.monotonic()
     with pytest.raises(TrainingFailed) as failed:
-        launch_training(cfg, [str(tmp_path)], tmp_path, log_line=lines.append,
-                        entry=(str(HERE / "dist_fail_entry.py"),))
+        launch_training(cfg, [str(tmp_path)], tmp_path, log_line=lines.append, entry=(str(HERE / "dist_fail_entry.py"),))
     elapsed = time.monotonic() - started
     assert "rank 1: ValueError: rank one broke on purpose" in str(failed.value)
     assert elapsed < 60, f"took {elapsed:.0f}s"
@@ -102,19 +112,22 @@ def test_ddp_on_two_gloo_ranks_matches_one_process(tmp_path, splits, tiny_model,
     for name, nproc, batch, accum in [("ddp", 2, 8, 1), ("single", 1, 16, 1), ("accum", 1, 8, 2)]:
         out = tmp_path / name
         out.mkdir()
-        cfg = tiny_train_config(tmp_path, tiny_model, rows_csv, nproc_per_node=nproc, batch_size=batch,
-                                grad_accum_steps=accum, warmup_ratio=0.0)
+        cfg = tiny_train_config(
+            tmp_path, tiny_model, rows_csv, nproc_per_node=nproc, batch_size=batch, grad_accum_steps=accum, warmup_ratio=0.0
+        )
         (out / "config.yaml").write_text(dump_yaml(cfg))
-        cmd = torchrun_command(cfg.train, [str(out / "config.yaml"), splits.path, str(out)],
-                               entry=(str(HERE / "ddp_weights_entry.py"),))
+        cmd = torchrun_command(
+            cfg.train, [str(out / "config.yaml"), splits.path, str(out)], entry=(str(HERE / "ddp_weights_entry.py"),)
+        )
         done = subprocess.run(cmd, env=_child_env(cfg.train), capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         weights[name] = [load_file(str(out / f"rank{r}.safetensors")) for r in range(nproc)]
     rank0, rank1 = weights["ddp"]
     initial = load_file(str(tiny_model / "model.safetensors"))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    moved = max((rank0[k] - initial[k.removeprefix("bert.")]).abs().max().item()
-                for k in rank0 if k.removeprefix("bert.") in initial)
+    moved = max(
+        (rank0[k] - initial[k.removeprefix("bert.")]).abs().max().item() for k in rank0 if k.removeprefix("bert.") in initial
+    )
     assert moved > 1e-3  # training did change the weights
     for other in ("single", "accum"):
         gap = max((rank0[k] - weights[other][0][k]).abs().max().item() for k in rank0)
@@ -139,8 +152,9 @@ def test_resume_after_kill_9_ends_like_an_uninterrupted_run(tmp_path, splits, ti
     once a checkpoint from the second epoch is complete, so the resumed epoch's data order must
     come from (seed, epoch), not from the restored RNG.
     """
-    cfg = tiny_train_config(tmp_path, tiny_model, rows_csv, epochs=2, checkpoint_steps=3, keep_checkpoints=2,
-                            select_best=False, nproc_per_node=1)
+    cfg = tiny_train_config(
+        tmp_path, tiny_model, rows_csv, epochs=2, checkpoint_steps=3, keep_checkpoints=2, select_best=False, nproc_per_node=1
+    )
     reference = stages.train(cfg, splits, tmp_path / "reference", log_line=lambda line: None)
     assert reference.global_step == 20 and reference.resumed_from_step == 0
 
@@ -148,11 +162,19 @@ def test_resume_after_kill_9_ends_like_an_uninterrupted_run(tmp_path, splits, ti
     run.mkdir()
     (run / "config.yaml").write_text(dump_yaml(cfg))
     args = ["train", "--config", str(run / "config.yaml"), "--data", splits.path, "--out", str(run)]
-    proc = subprocess.Popen(torchrun_command(cfg.train, args), env=_child_env(cfg.train), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        torchrun_command(cfg.train, args),
+        env=_child_env(cfg.train),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        _wait_for(lambda: any((run / "checkpoints" / f"checkpoint-{s}" / "trainer_state.json").is_file()
-                              for s in (12, 15)), 240, "a checkpoint of the second epoch")
+        _wait_for(
+            lambda: any((run / "checkpoints" / f"checkpoint-{s}" / "trainer_state.json").is_file() for s in (12, 15)),
+            240,
+            "a checkpoint of the second epoch",
+        )
         ranks = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)  # torchrun's group; the rank (own session) follows it
         proc.wait(timeout=30)

@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _textclf(*args, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "textclf", *args], capture_output=True, text=True,
-                            timeout=300, cwd=cwd, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "textclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -38,8 +39,9 @@ def test_each_stage_reads_what_an_earlier_stage_wrote_and_training_reads_the_aug
     for name, stage in stages.items():
         data = _option(stage["cmd"], "--data")
         if data is not None:
-            assert any(data == o or data.startswith(o + "/") for o in written), \
+            assert any(data == o or data.startswith(o + "/") for o in written), (
                 f"{name} reads {data}, which no earlier stage writes"
+            )
             assert data in stage["deps"], f"{name} reads {data} without declaring it a dependency"
         written |= _outs(stage)
     order = list(stages)
@@ -67,7 +69,7 @@ def test_every_dvc_command_parses_and_names_each_path_it_needs():
         args = words[2:]
         at = args.index("--out")
         with pytest.raises(Exception, match="Missing parameter: out") as missing:
-            command.make_context(name, args[:at] + args[at + 2:])
+            command.make_context(name, args[:at] + args[at + 2 :])
         assert type(missing.value).__name__ == "MissingParameter"
 
 
@@ -77,23 +79,53 @@ def test_validate_and_augment_commands_hand_the_next_stage_its_splits(tmp_path, 
     splits = load_from_disk(str(tmp_path / "data" / "splits"))
 
     # Nothing dropped: validated/ holds the same rows.
-    _textclf("validate", "--data", str(tmp_path / "data" / "splits"), "--out", str(tmp_path / "gate"),
-             "--set", "validate.max_duplicate_rate=0.2", *source, cwd=tmp_path)
+    _textclf(
+        "validate",
+        "--data",
+        str(tmp_path / "data" / "splits"),
+        "--out",
+        str(tmp_path / "gate"),
+        "--set",
+        "validate.max_duplicate_rate=0.2",
+        *source,
+        cwd=tmp_path,
+    )
     validated = load_from_disk(str(tmp_path / "gate" / "validated"))
     assert {k: validated[k]["text"] for k in splits} == {k: splits[k]["text"] for k in splits}
 
     # Quarantine: the rows that failed are not in validated/.
     longest = max(len(t) for t in splits["train"]["text"])
-    _textclf("validate", "--data", str(tmp_path / "data" / "splits"), "--out", str(tmp_path / "q"),
-             "--set", "validate.mode=quarantine", "--set", f"validate.max_text_chars={longest - 1}",
-             "--set", "validate.max_duplicate_rate=0.2", *source, cwd=tmp_path)
+    _textclf(
+        "validate",
+        "--data",
+        str(tmp_path / "data" / "splits"),
+        "--out",
+        str(tmp_path / "q"),
+        "--set",
+        "validate.mode=quarantine",
+        "--set",
+        f"validate.max_text_chars={longest - 1}",
+        "--set",
+        "validate.max_duplicate_rate=0.2",
+        *source,
+        cwd=tmp_path,
+    )
     kept = load_from_disk(str(tmp_path / "q" / "validated"))
     assert kept["train"].num_rows < splits["train"].num_rows
     assert max(len(t) for t in kept["train"]["text"]) < longest
 
     # Augmentation off: augmented/ is an unchanged copy, and no partial folder is left behind.
-    _textclf("augment", "--data", str(tmp_path / "q" / "validated"), "--out", str(tmp_path / "q"),
-             "--set", "augment.enabled=false", *source, cwd=tmp_path)
+    _textclf(
+        "augment",
+        "--data",
+        str(tmp_path / "q" / "validated"),
+        "--out",
+        str(tmp_path / "q"),
+        "--set",
+        "augment.enabled=false",
+        *source,
+        cwd=tmp_path,
+    )
     copied = load_from_disk(str(tmp_path / "q" / "augmented"))
     assert {k: copied[k]["text"] for k in kept} == {k: kept[k]["text"] for k in kept}
     assert not list((tmp_path / "q").glob("*.partial"))

@@ -30,8 +30,7 @@ def make_dvc_repo(root: Path) -> Path:
 @pytest.mark.slow  # real DVC + MLflow + registry: ~30 s here
 def test_registered_version_restores_its_training_data(tmp_path, rows_csv, tiny_model):
     repo = make_dvc_repo(tmp_path)
-    cfg = build_config({"output_dir": str(tmp_path / "outputs"),
-                        "data": {"source": str(repo / "data" / "raw"), "seed": 1}})
+    cfg = build_config({"output_dir": str(tmp_path / "outputs"), "data": {"source": str(repo / "data" / "raw"), "seed": 1}})
     v1 = add_data(rows_csv, cfg.data, repo)
 
     # What the flow does: ingest + split the tracked folder, tag the run, register with the run's lineage.

@@ -44,9 +44,15 @@ def empty_store(tmp_path_factory):
 def cfg(tmp_path, empty_store):
     (tmp_path / "outputs").mkdir()
     shutil.copy(empty_store, tmp_path / "outputs" / "mlflow.db")
-    return build_config({"output_dir": str(tmp_path / "outputs"), "augment": {"enabled": False},
-                         "train": {"eval_batch_size": 16, "max_length": 64},
-                         "evaluate": FAST_EVAL, "registry": {"lock_timeout_s": 60}})
+    return build_config(
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "augment": {"enabled": False},
+            "train": {"eval_batch_size": 16, "max_length": 64},
+            "evaluate": FAST_EVAL,
+            "registry": {"lock_timeout_s": 60},
+        }
+    )
 
 
 def scaled(report: EvalReport, factor: float) -> EvalReport:
@@ -57,9 +63,18 @@ def scaled(report: EvalReport, factor: float) -> EvalReport:
 
 def candidate(cfg, model_dir, report, splits_dir, trigger="test") -> dict:
     run = stages.start_tracking(cfg, "candidate", {"data.version": "md5-abc123"})
-    result = registry.register_and_promote(cfg.registry_target(), cfg.evaluate, run.run_id, model_dir, report,
-                                           {"data.fingerprint": "fp-1"}, splits_dir, trigger, actor="tester",
-                                           batch_size=cfg.train.eval_batch_size)
+    result = registry.register_and_promote(
+        cfg.registry_target(),
+        cfg.evaluate,
+        run.run_id,
+        model_dir,
+        report,
+        {"data.fingerprint": "fp-1"},
+        splits_dir,
+        trigger,
+        actor="tester",
+        batch_size=cfg.train.eval_batch_size,
+    )
     run.end()
     return result.to_dict()
 
@@ -90,8 +105,11 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
 
     records = registry.history(cfg.registry_target())
     assert [(r.seq, r.action, r.decision, r.candidate_version) for r in records] == [
-        (1, "gate", "promoted", "1"), (2, "gate", "rejected", "2"), (3, "gate", "promoted", "3"),
-        (4, "rollback", "rolled-back", "1")]
+        (1, "gate", "promoted", "1"),
+        (2, "gate", "rejected", "2"),
+        (3, "gate", "promoted", "3"),
+        (4, "rollback", "rolled-back", "1"),
+    ]
     assert records[0].trigger == "schedule:weekly" and records[0].champion_metrics == {}
     # The champion was re-measured by the gate, not copied from its registration.
     assert records[1].champion_metrics["macro_f1"] == pytest.approx(real_report.metrics["macro_f1"])
@@ -139,9 +157,11 @@ def test_refusals_via_entry_point(cfg, tiny_classifier, splits_dir, real_report,
     unevaluated = registry.register_model(cfg.registry_target(), run_id, tiny_classifier)  # registered by hand, no evaluation
     opts = ["-s", f"output_dir={cfg.output_dir}"]
     capsys.readouterr()
-    for args, expected in ((["promote", "9", "--reason", "x"], "version 9 of model textclf does not exist"),
-                           (["promote", unevaluated.version, "--reason", "x"], "has no evaluation"),
-                           (["rollback", "--reason", "x"], "first audited champion")):
+    for args, expected in (
+        (["promote", "9", "--reason", "x"], "version 9 of model textclf does not exist"),
+        (["promote", unevaluated.version, "--reason", "x"], "has no evaluation"),
+        (["rollback", "--reason", "x"], "first audited champion"),
+    ):
         code, _, err = run_main(["registry", *args, *opts], capsys)
         assert code != 0
         errors = [line for line in err.splitlines() if line.startswith("textclf: error:")]
@@ -183,8 +203,7 @@ def test_concurrent_promotions_leave_one_consistent_champion(cfg, tiny_classifie
         except Exception as err:  # surfaced by the assertion below
             errors.append(repr(err))
 
-    threads = [threading.Thread(target=flow, args=(k, r)) for k, r in
-               (("a", real_report), ("b", scaled(real_report, 1.0)))]
+    threads = [threading.Thread(target=flow, args=(k, r)) for k, r in (("a", real_report), ("b", scaled(real_report, 1.0)))]
     for t in threads:
         t.start()
     for t in threads:

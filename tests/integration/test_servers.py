@@ -49,9 +49,20 @@ def manual_run(prefect_client, service_config, wait_final):
 
 
 def test_serve_check_reports_every_service_healthy(stack):
-    out = subprocess.run([str(Path(sys.executable).parent / "textclf"), "serve", "--check",
-                          "--prefect-port", str(stack.prefect_port), "--mlflow-port", str(stack.mlflow_port)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "textclf"),
+            "serve",
+            "--check",
+            "--prefect-port",
+            str(stack.prefect_port),
+            "--mlflow-port",
+            str(stack.mlflow_port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert [line.split()[:2] for line in lines] == [["prefect", "ok"], ["mlflow", "ok"], ["worker", "ok"]]
@@ -82,7 +93,8 @@ def test_deployments_carry_the_config_form_and_the_weekly_cron(prefect_client, s
 
     upcoming = prefect_client.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[scheduled.id])),
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+    )
     starts = sorted(r.expected_start_time for r in upcoming)
     assert len(starts) >= 3
     assert all((s.weekday(), s.hour, s.minute) == (0, 3, 0) for s in starts)
@@ -104,11 +116,14 @@ def test_bad_parameter_is_refused_at_submission(prefect_client, service_config):
         prefect_client.create_flow_run_from_deployment(manual.id, parameters=unknown)
 
 
-def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(manual_run, prefect_client,
-                                                                           mlflow_client, receiver, stack):
+def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(
+    manual_run, prefect_client, mlflow_client, receiver, stack
+):
     assert manual_run.state.is_completed(), manual_run.state.message
-    runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("textclf").experiment_id],
-                                     filter_string=f"tags.`prefect.flow_run_id` = '{manual_run.id}'")
+    runs = mlflow_client.search_runs(
+        [mlflow_client.get_experiment_by_name("textclf").experiment_id],
+        filter_string=f"tags.`prefect.flow_run_id` = '{manual_run.id}'",
+    )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run = runs[0]
     assert run.data.params["train.logging_steps"] == "3"  # the parameter given at trigger time
@@ -118,8 +133,14 @@ def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(manual
     assert mlflow_client.get_model_version_by_alias("textclf", "champion").run_id == run.info.run_id
 
     arts = artifacts_of(prefect_client, manual_run.id)
-    assert {"validation-report", "training-curve", "evaluation-summary", "promotion-decision", "mlflow-run",
-            "registered-version"} <= set(arts)
+    assert {
+        "validation-report",
+        "training-curve",
+        "evaluation-summary",
+        "promotion-decision",
+        "mlflow-run",
+        "registered-version",
+    } <= set(arts)
     run_page = f"{stack.mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert f"({run_page})" in arts["mlflow-run"].data
     assert f"/#/models/textclf/versions/{versions[0].version})" in arts["registered-version"].data
@@ -128,8 +149,7 @@ def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(manual
     assert f"v{versions[0].version}" in notice["subject"] and "champion" in notice["body"]
 
 
-def test_unchanged_scheduled_run_is_skipped(manual_run, prefect_client, service_config, mlflow_client,
-                                            wait_final):
+def test_unchanged_scheduled_run_is_skipped(manual_run, prefect_client, service_config, mlflow_client, wait_final):
     assert manual_run.state.is_completed()
     scheduled = deployment(prefect_client, "scheduled")
     experiment = mlflow_client.get_experiment_by_name("textclf").experiment_id
@@ -164,8 +184,7 @@ def test_failed_run_is_notified(prefect_client, service_config, receiver, wait_f
     assert "failed" in notice["subject"] and "/nonexistent/reviews.csv" in notice["body"]
 
 
-def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(prefect_client, service_config,
-                                                                      mlflow_client, wait_final):
+def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(prefect_client, service_config, mlflow_client, wait_final):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Scheduled
 

@@ -43,14 +43,19 @@ def browser_driver() -> None:
 
 def node(*args: str, timeout_s: int = 240) -> dict:
     """Run the driver; every wait inside it is bounded (60 s), and so is the whole run."""
-    out = subprocess.run(["node", "ui_run.mjs", *args], cwd=E2E_DIR, capture_output=True, text=True,
-                         timeout=timeout_s, env={**os.environ, "CHROMIUM": CHROMIUM})
+    out = subprocess.run(
+        ["node", "ui_run.mjs", *args],
+        cwd=E2E_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )
     assert out.returncode == 0, f"browser driver failed: {out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_run_started_from_the_prefect_form_opens_in_mlflow(browser_driver, stack, prefect_client, mlflow_client,
-                                                           wait_final):
+def test_run_started_from_the_prefect_form_opens_in_mlflow(browser_driver, stack, prefect_client, mlflow_client, wait_final):
     shutil.rmtree(UI_SHOTS, ignore_errors=True)
     UI_SHOTS.mkdir(parents=True)
     manual = prefect_client.read_deployment_by_name("retrain/manual")
@@ -62,8 +67,7 @@ def test_run_started_from_the_prefect_form_opens_in_mlflow(browser_driver, stack
     assert run.parameters["config"]["train"]["logging_steps"] == 5  # the field set in the form
 
     experiment = mlflow_client.get_experiment_by_name("textclf")
-    (ml_run,) = mlflow_client.search_runs([experiment.experiment_id],
-                                          filter_string=f"tags.`prefect.flow_run_id` = '{run.id}'")
+    (ml_run,) = mlflow_client.search_runs([experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{run.id}'")
     assert ml_run.data.params["train.logging_steps"] == "5"
     url = f"{stack.mlflow_url}/#/experiments/{experiment.experiment_id}/runs/{ml_run.info.run_id}"
     # Rendered means this run's name, its id and one of its metrics are on the page.
@@ -71,5 +75,11 @@ def test_run_started_from_the_prefect_form_opens_in_mlflow(browser_driver, stack
     page = node("shot", url, str(UI_SHOTS / "06-mlflow-run.png"), run.name, ml_run.info.run_id, metric)
     assert ml_run.info.run_id in page["url"]
     shots = sorted(p.name for p in UI_SHOTS.glob("*.png"))  # no *-failed.png
-    assert shots == ["01-deployments.png", "02-deployment.png", "03-custom-run-form.png", "04-field-filled.png",
-                     "05-flow-run.png", "06-mlflow-run.png"]
+    assert shots == [
+        "01-deployments.png",
+        "02-deployment.png",
+        "03-custom-run-form.png",
+        "04-field-filled.png",
+        "05-flow-run.png",
+        "06-mlflow-run.png",
+    ]

@@ -55,11 +55,13 @@ def test_the_dynamic_import_check_sees_importlib_strings():
 
 def test_importing_every_library_module_loads_no_prefect():
     modules = sorted(
-        ".".join(p.relative_to(SRC.parent).with_suffix("").parts)
-        for p in SRC.rglob("*.py") if p.name not in {"__main__.py"}
+        ".".join(p.relative_to(SRC.parent).with_suffix("").parts) for p in SRC.rglob("*.py") if p.name not in {"__main__.py"}
     )
-    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + \
-        "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))"
+    code = (
+        "import importlib, sys\n"
+        + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+        + "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -72,11 +74,11 @@ def test_flows_only_compose_tasks():
         for name in _imports(_tree(path)):
             top = name.split(".")[0]
             # flows may run other flows as sub-flows and pick a task runner (prefect_dask).
-            assert top in {"__future__", "prefect", "prefect_dask", "textclf_tasks", "textclf_flows", "textclf"}, \
+            assert top in {"__future__", "prefect", "prefect_dask", "textclf_tasks", "textclf_flows", "textclf"}, (
                 f"{path.name} imports {name}"
+            )
             if top == "textclf":
-                assert name in {"textclf.config", "textclf.stages", "textclf.deployments"}, \
-                    f"{path.name} reaches into {name}"
+                assert name in {"textclf.config", "textclf.stages", "textclf.deployments"}, f"{path.name} reaches into {name}"
 
 
 def _library_names(tree: ast.Module) -> set[str]:
@@ -84,8 +86,11 @@ def _library_names(tree: ast.Module) -> set[str]:
     names = set()
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "textclf":
-            names |= {a.asname or a.name for a in node.names
-                      if node.module not in TYPE_MODULES and f"{node.module}.{a.name}" not in TYPE_MODULES}
+            names |= {
+                a.asname or a.name
+                for a in node.names
+                if node.module not in TYPE_MODULES and f"{node.module}.{a.name}" not in TYPE_MODULES
+            }
         elif isinstance(node, ast.Import):
             names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "textclf"}
     return names
@@ -107,7 +112,8 @@ def _library_calls(node: ast.AST, names: set[str]) -> list[str]:
 
 def _is_task(node: ast.AST) -> bool:
     return isinstance(node, ast.FunctionDef) and any(
-        (d.func if isinstance(d, ast.Call) else d).__dict__.get("id") == "task" for d in node.decorator_list)
+        (d.func if isinstance(d, ast.Call) else d).__dict__.get("id") == "task" for d in node.decorator_list
+    )
 
 
 def test_each_task_is_at_most_one_library_call():
@@ -130,9 +136,11 @@ def test_each_task_is_at_most_one_library_call():
 
 
 def test_the_task_check_counts_library_calls():
-    tree = ast.parse("from textclf import stages, tracking\nfrom textclf.config import PipelineConfig\n"
-                     "@task(name='x')\ndef t(cfg):\n    r = stages.train(PipelineConfig())\n"
-                     "    tracking.log(r)\n    r.end()\n")
+    tree = ast.parse(
+        "from textclf import stages, tracking\nfrom textclf.config import PipelineConfig\n"
+        "@task(name='x')\ndef t(cfg):\n    r = stages.train(PipelineConfig())\n"
+        "    tracking.log(r)\n    r.end()\n"
+    )
     (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert _is_task(func)
     assert _library_calls(func, _library_names(tree)) == ["stages.train", "tracking.log"]
@@ -149,7 +157,16 @@ def test_flows_leave_print_alone():
 
 
 def test_flows_and_tasks_are_not_installed_as_generic_top_level_packages():
-    out = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('flows'), "
-                          "u.find_spec('tasks'), u.find_spec('textclf_flows') is not None)"],
-                         capture_output=True, text=True, timeout=60, cwd="/")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('flows'), "
+            "u.find_spec('tasks'), u.find_spec('textclf_flows') is not None)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     assert out.stdout.split() == ["None", "None", "True"], out.stdout + out.stderr

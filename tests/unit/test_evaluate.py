@@ -91,13 +91,20 @@ def test_report_writes_plots_and_tables(tmp_path):
 def test_evaluate_model_on_tiny_real_model(tiny_classifier, splits_dir):
     settings = EvalConfig(latency_samples=5, throughput_texts=40, mistakes_top_k=4)
     report = evaluate_model(tiny_classifier, splits_dir, "test", batch_size=8, max_length=32, settings=settings)
-    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "weighted_recall", "ece",
-                "latency_p50_ms", "latency_p95_ms", "throughput_texts_per_s"):
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "macro_precision",
+        "weighted_recall",
+        "ece",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "throughput_texts_per_s",
+    ):
         assert key in report.metrics
     assert 0 < report.metrics["latency_p50_ms"] <= report.metrics["latency_p95_ms"]
     assert report.metrics["throughput_texts_per_s"] > 0
     assert report.labels == ["negative", "positive"]
     assert sum(m["support"] for m in report.per_class.values()) == report.n
     assert len(report.mistakes) <= 4
-
-

@@ -25,8 +25,7 @@ def import_graph(root: Path = SRC / PACKAGE) -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 # `from textclf import stages` names a module; `from textclf.x import f` names x.
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                           for a in node.names]
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names]
             graph[name] |= {t for t in targets if t in modules and t != name and t != PACKAGE}
     return graph
 

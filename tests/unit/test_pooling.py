@@ -18,13 +18,25 @@ LABELS = ["negative", "positive"]
 def as_sentence_transformer(src, dest, mode="mean"):
     """A copy of a model folder with the metadata sentence-transformers writes beside it."""
     shutil.copytree(src, dest)
-    (dest / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (dest / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (dest / "1_Pooling").mkdir()
-    (dest / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": 32, "pooling_mode_cls_token": mode == "cls",
-        "pooling_mode_mean_tokens": mode == "mean", "pooling_mode_max_tokens": False}))
+    (dest / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": 32,
+                "pooling_mode_cls_token": mode == "cls",
+                "pooling_mode_mean_tokens": mode == "mean",
+                "pooling_mode_max_tokens": False,
+            }
+        )
+    )
     return dest
 
 
@@ -77,8 +89,9 @@ def test_mean_pooling_on_an_unsupported_architecture_names_the_fix(tmp_path):
 
     from textclf.settings import packaged_model_path
 
-    DistilBertForSequenceClassification(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2,
-                                                         hidden_dim=64)).save_pretrained(tmp_path / "d")
+    DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    ).save_pretrained(tmp_path / "d")
     AutoTokenizer.from_pretrained(packaged_model_path()).save_pretrained(tmp_path / "d")
     with pytest.raises(ConfigError, match="train.pooling=model"):
         load_classifier(str(tmp_path / "d"), LABELS, pooling="mean")

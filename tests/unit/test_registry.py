@@ -41,8 +41,14 @@ def _rec(action, promoted, version):
 
 
 def test_champion_stack_push_pop():
-    records = [_rec("gate", True, "1"), _rec("gate", False, "2"), _rec("gate", True, "3"),
-               _rec("promote", True, "4"), _rec("rollback", True, "3"), _rec("rollback", True, "1")]
+    records = [
+        _rec("gate", True, "1"),
+        _rec("gate", False, "2"),
+        _rec("gate", True, "3"),
+        _rec("promote", True, "4"),
+        _rec("rollback", True, "3"),
+        _rec("rollback", True, "1"),
+    ]
     assert champion_stack(records) == ["1"]
     assert champion_stack(records[:4]) == ["1", "3", "4"]
 
@@ -90,13 +96,19 @@ def _try_lock(cfg):
 
 
 def test_model_card_renders_known_and_unknown():
-    card = render_model_card(CardInputs(
-        name="m", version="2", run_id="r1", created="2026-01-01", labels=["neg", "pos"],
-        metrics={"accuracy": 0.9, "ece": 0.05},
-        per_class={"neg": {"precision": 1, "recall": 0.8, "f1": 0.89, "support": 5}},
-        tags={"git.commit": "abc123", "data.fingerprint": "fp9"},
-        params={"data.source": "reviews.csv", "train.epochs": "1.0", "augment.enabled": "True",
-                "augment.synonym_p": "0.1"}))
+    card = render_model_card(
+        CardInputs(
+            name="m",
+            version="2",
+            run_id="r1",
+            created="2026-01-01",
+            labels=["neg", "pos"],
+            metrics={"accuracy": 0.9, "ece": 0.05},
+            per_class={"neg": {"precision": 1, "recall": 0.8, "f1": 0.89, "support": 5}},
+            tags={"git.commit": "abc123", "data.fingerprint": "fp9"},
+            params={"data.source": "reviews.csv", "train.epochs": "1.0", "augment.enabled": "True", "augment.synonym_p": "0.1"},
+        )
+    )
     assert "# Model card: `m` version 2" in card
     assert "`abc123`" in card and "| `data.fingerprint` | fp9 |" in card
     assert "Augmentation **was used**" in card and "synonym_p" in card

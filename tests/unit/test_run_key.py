@@ -25,8 +25,7 @@ def test_key_follows_data_config_and_code_but_not_the_schedule(tmp_path):
 
     (code / "stage.py").write_text("x = 2\n")
     assert run_key.compute_run_key(cfg, [code]).code != changed.code
-    assert set(key.as_tags()) == {"textclf.run_key", "textclf.run_key.data", "textclf.run_key.config",
-                                  "textclf.run_key.code"}
+    assert set(key.as_tags()) == {"textclf.run_key", "textclf.run_key.data", "textclf.run_key.config", "textclf.run_key.code"}
 
 
 def test_skip_decision_follows_the_mode_and_the_last_successful_run(tmp_path):

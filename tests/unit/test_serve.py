@@ -55,10 +55,17 @@ def test_a_service_that_exits_fails_the_start_with_its_last_log_line(tmp_path):
     def never_healthy():
         return False, "not yet"
 
-    crashing = Service("prefect", [sys.executable, "-c", "print('port 4200 is taken'); raise SystemExit(3)"],
-                       {}, tmp_path / "logs" / "prefect.log", never_healthy)
-    idle = [Service(name, [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path / f"{name}.log",
-                    never_healthy) for name in ("mlflow", "worker")]
+    crashing = Service(
+        "prefect",
+        [sys.executable, "-c", "print('port 4200 is taken'); raise SystemExit(3)"],
+        {},
+        tmp_path / "logs" / "prefect.log",
+        never_healthy,
+    )
+    idle = [
+        Service(name, [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path / f"{name}.log", never_healthy)
+        for name in ("mlflow", "worker")
+    ]
     stack = Stack([crashing, *idle], Path.cwd(), echo=lambda line: None)
     with pytest.raises(ServiceFailed, match="prefect exited with code 3: port 4200 is taken"):
         stack.start(timeout_s=30)

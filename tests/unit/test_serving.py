@@ -20,8 +20,19 @@ from textclf.train.finetune import run_training
 @pytest.fixture(scope="module")
 def trained_256(tmp_path_factory, tiny_model, splits_dir):
     """The tiny model trained by the real runner with train.max_length=256."""
-    cfg = build_config({"train": {"model": str(tiny_model), "epochs": 3, "batch_size": 16, "learning_rate": 1e-2,
-                                  "max_length": 256, "checkpoint_steps": 100, "select_best": False}}).train
+    cfg = build_config(
+        {
+            "train": {
+                "model": str(tiny_model),
+                "epochs": 3,
+                "batch_size": 16,
+                "learning_rate": 1e-2,
+                "max_length": 256,
+                "checkpoint_steps": 100,
+                "select_best": False,
+            }
+        }
+    ).train
     tmp = tmp_path_factory.mktemp("serve-256")
     result = run_training(cfg, Path(splits_dir), tmp / "run", tmp / "cache")
     return cfg, Path(result.model_dir)
@@ -43,8 +54,9 @@ def long_split(tmp_path_factory, splits_dir, trained_256):
     assert len(texts) == 12
     dest = tmp_path_factory.mktemp("long-split")
     labels = [i % 2 for i in range(len(texts))]
-    DatasetDict({"test": Dataset.from_dict({"text": texts, "label": labels},
-                                           features=source["test"].features)}).save_to_disk(str(dest))
+    DatasetDict({"test": Dataset.from_dict({"text": texts, "label": labels}, features=source["test"].features)}).save_to_disk(
+        str(dest)
+    )
     return dest, texts
 
 

@@ -76,8 +76,7 @@ def test_throughput_is_the_median_pass_after_the_warm_up(tokenizer):
     clock = FakeClock()
     # 64 texts at batch 32: warm-up batches take 100 s; the three passes take 2 s, 1 s and 4 s.
     model = ScriptedModel(clock, [100.0] * WARMUP_CALLS + [1.0, 1.0, 0.5, 0.5, 2.0, 2.0])
-    rate = throughput(model, tokenizer, ["one review", "another review"], 16, batch_size=32, repeats=3,
-                      n_texts=64, clock=clock)
+    rate = throughput(model, tokenizer, ["one review", "another review"], 16, batch_size=32, repeats=3, n_texts=64, clock=clock)
     assert rate == pytest.approx(32.0)  # median of 64/2, 64/1, 64/4 texts per second
     assert [batch for batch, _ in model.shapes] == [32] * (WARMUP_CALLS + 6)
 
@@ -85,14 +84,22 @@ def test_throughput_is_the_median_pass_after_the_warm_up(tokenizer):
 def test_speed_carries_what_it_measured(tokenizer):
     clock = FakeClock()
     model = ScriptedModel(clock, [0.001] * 100)
-    speed = measure_speed(model, tokenizer, ["a review"], 16, latency_samples=5, batch_size=4, throughput_texts=8,
-                          repeats=2, clock=clock)
+    speed = measure_speed(
+        model, tokenizer, ["a review"], 16, latency_samples=5, batch_size=4, throughput_texts=8, repeats=2, clock=clock
+    )
     assert speed == Speed(pytest.approx(1.0), pytest.approx(1.0), pytest.approx(4000.0), 4, 5, 8, 2)
 
 
 def test_evaluation_and_distillation_report_take_their_speed_fields_from_timing():
-    speed = Speed(latency_p50_ms=1.5, latency_p95_ms=4.0, throughput_texts_per_s=250.0, batch_size=32,
-                  latency_samples=50, throughput_texts=256, repeats=3)
+    speed = Speed(
+        latency_p50_ms=1.5,
+        latency_p95_ms=4.0,
+        throughput_texts_per_s=250.0,
+        batch_size=32,
+        latency_samples=50,
+        throughput_texts=256,
+        repeats=3,
+    )
     # The gate reads these evaluation metric names; bench/distill.py and MLflow read the report's.
     assert speed.metrics() == {"latency_p50_ms": 1.5, "latency_p95_ms": 4.0, "throughput_texts_per_s": 250.0}
     prof = ModelProfile.measured({"accuracy": 0.8, "macro_f1": 0.7}, 10, 1.0, speed)
@@ -101,8 +108,11 @@ def test_evaluation_and_distillation_report_take_their_speed_fields_from_timing(
 
 def test_no_other_module_computes_latency_percentiles():
     """One estimator: every p50/p95 in src comes from textclf.timing."""
-    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if p.name != "timing.py"
-                 and any(name in p.read_text() for name in ("percentile(", "quantiles("))]
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "timing.py" and any(name in p.read_text() for name in ("percentile(", "quantiles("))
+    ]
     assert offenders == []
 
 

@@ -74,9 +74,18 @@ class MarianTranslator:
 
     backend = "marian"
 
-    def __init__(self, model_template: str, device: str = "auto", batch_size: int = 32, num_beams: int = 1,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        model_template: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+        seed: int = 0,
+    ):
         # torch and transformers load with this backend only: a Dask worker translating with bergamot never
         # imports them (seconds and hundreds of MB per worker process).
         import torch
@@ -86,8 +95,11 @@ class MarianTranslator:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.batch_size = batch_size
-        self.generation: dict[str, int | float] = {"num_beams": num_beams, "do_sample": do_sample,
-                                                   "max_new_tokens": max_new_tokens}
+        self.generation: dict[str, int | float] = {
+            "num_beams": num_beams,
+            "do_sample": do_sample,
+            "max_new_tokens": max_new_tokens,
+        }
         if do_sample:
             self.generation.update(temperature=temperature, top_p=top_p)
         self.seed = seed
@@ -122,8 +134,9 @@ class MarianTranslator:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                                max_length=512).to(self.device)
+                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=512).to(
+                    self.device
+                )
                 generated = model.generate(**enc, **self.generation)
                 for i, text in zip(idx, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
                     out[i] = text.strip()
@@ -151,8 +164,13 @@ class ApertiumTranslator:
         if src not in self.CODES or tgt not in self.CODES:
             raise ConfigError(f"apertium translates en<->es only, not {src}->{tgt}; set augment.backtranslate.pivot=es")
         lines = [" ".join(t.split()) for t in texts]  # one text per line
-        proc = subprocess.run([self.exe, "-u", f"{self.CODES[src]}-{self.CODES[tgt]}"], input="\n".join(lines) + "\n",
-                              capture_output=True, text=True, timeout=self.timeout_s)
+        proc = subprocess.run(
+            [self.exe, "-u", f"{self.CODES[src]}-{self.CODES[tgt]}"],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=self.timeout_s,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"apertium failed: {proc.stderr.strip()[:200]}")
         out = proc.stdout.rstrip("\n").split("\n")
@@ -164,8 +182,15 @@ class ApertiumTranslator:
 class BackTranslator:
     """Round trips through a pivot language, batched and cached; failing sentences become None."""
 
-    def __init__(self, translator: Translator, source_language: str, pivot: str, cache: AugmentCache | None,
-                 settings: dict | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        translator: Translator,
+        source_language: str,
+        pivot: str,
+        cache: AugmentCache | None,
+        settings: dict | None = None,
+        batch_size: int = 32,
+    ):
         self.translator = translator
         self.src = source_language
         self.pivot = pivot
@@ -218,9 +243,17 @@ def make_translator(cfg, threads: int, seed: int = 0) -> Translator:
     if cfg.backend == "bergamot":
         return BergamotTranslator(threads=threads)
     if cfg.backend == "marian":
-        return MarianTranslator(cfg.model, device=cfg.device, batch_size=cfg.batch_size, num_beams=cfg.num_beams,
-                                do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, seed=seed)
+        return MarianTranslator(
+            cfg.model,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            num_beams=cfg.num_beams,
+            do_sample=cfg.do_sample,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=seed,
+        )
     return ApertiumTranslator()
 
 
@@ -228,8 +261,13 @@ def translator_settings(cfg) -> dict:
     """The settings that change a translation's output, part of its cache key."""
     if cfg.backend != "marian":
         return {}
-    return {"num_beams": cfg.num_beams, "do_sample": cfg.do_sample, "temperature": cfg.temperature,
-            "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens}
+    return {
+        "num_beams": cfg.num_beams,
+        "do_sample": cfg.do_sample,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_new_tokens": cfg.max_new_tokens,
+    }
 
 
 def backtranslator_for(cfg, translator: Translator, cache: AugmentCache | None) -> BackTranslator:
@@ -250,4 +288,3 @@ def roundtrip_chunk(cfg, texts: Sequence[str], threads: int = 1) -> list[tuple[s
         if hasattr(translator, "close"):
             translator.close()
     return [(runner.key(t), o) for t, o in zip(texts, outputs, strict=True) if o]
-

@@ -77,8 +77,9 @@ class OutputFilter:
         return why is None
 
 
-def label_consistent(texts: Sequence[str], labels: Sequence[int],
-                     predict_proba: Callable[[list[str]], np.ndarray], min_confidence: float) -> np.ndarray:
+def label_consistent(
+    texts: Sequence[str], labels: Sequence[int], predict_proba: Callable[[list[str]], np.ndarray], min_confidence: float
+) -> np.ndarray:
     """Boolean mask: the classifier gives each text's own label probability >= min_confidence."""
     if not texts:
         return np.zeros(0, dtype=bool)

@@ -23,8 +23,7 @@ def _classifier_folder(root: Path) -> Path | None:
 Predict = Callable[[list[str]], np.ndarray]
 
 
-def label_filter_for(settings: LabelFilterConfig, reg: RegistryTarget,
-                     download_to: Path) -> tuple[Predict | None, str | None]:
+def label_filter_for(settings: LabelFilterConfig, reg: RegistryTarget, download_to: Path) -> tuple[Predict | None, str | None]:
     """(predict_proba or None, a note on why the filter is off) for `augment.label_filter`."""
     if not settings.enabled:
         return None, None

@@ -77,12 +77,19 @@ def _shape(word: str) -> str:
 def word_features(word: str) -> dict[str, list[str]]:
     """The features a word contributes in each slot (as the token, or as a neighbour of it)."""
     if word in (START, START2, END, END2):
-        return {"self": [], "prev": ["w-1=" + word], "prev2": ["w-2=" + word], "next": ["w+1=" + word],
-                "next2": ["w+2=" + word]}
+        return {"self": [], "prev": ["w-1=" + word], "prev2": ["w-2=" + word], "next": ["w+1=" + word], "next2": ["w+2=" + word]}
     norm, low = _norm(word), word.lower()
     return {
-        "self": ["bias", "w=" + norm, "s4=" + low[-4:], "s3=" + low[-3:], "s2=" + low[-2:], "s1=" + low[-1:],
-                 "p1=" + word[0], "sh=" + _shape(word)],
+        "self": [
+            "bias",
+            "w=" + norm,
+            "s4=" + low[-4:],
+            "s3=" + low[-3:],
+            "s2=" + low[-2:],
+            "s1=" + low[-1:],
+            "p1=" + word[0],
+            "sh=" + _shape(word),
+        ],
         "prev": ["w-1=" + norm, "s3-1=" + low[-3:]],
         "prev2": ["w-2=" + norm],
         "next": ["w+1=" + norm, "s3+1=" + low[-3:]],
@@ -93,15 +100,21 @@ def word_features(word: str) -> dict[str, list[str]]:
 def token_features(words: Sequence[str], i: int) -> list[str]:
     padded = (START2, START, *words, END, END2)
     j = i + 2
-    return [f for slot, k in zip(SLOTS, (j, j - 1, j - 2, j + 1, j + 2), strict=True)
-            for f in word_features(padded[k])[slot]]
+    return [f for slot, k in zip(SLOTS, (j, j - 1, j - 2, j + 1, j + 2), strict=True) for f in word_features(padded[k])[slot]]
 
 
 class PerceptronTagger:
     """Greedy left-to-right tagger: per-token scores from word features plus previous-tag weights."""
 
-    def __init__(self, tags: Sequence[str], features: Sequence[str], weights: np.ndarray, prev: np.ndarray,
-                 prev2: np.ndarray, pair: np.ndarray):
+    def __init__(
+        self,
+        tags: Sequence[str],
+        features: Sequence[str],
+        weights: np.ndarray,
+        prev: np.ndarray,
+        prev2: np.ndarray,
+        pair: np.ndarray,
+    ):
         self.tags = list(tags)
         self.feature_ids = {f: i for i, f in enumerate(features)}
         self.weights = weights  # (features, tags)
@@ -156,8 +169,9 @@ class PerceptronTagger:
         self_t, prev_t, prev2_t, next_t, next2_t = self._score_tables()
         pos = (starts[:, None] + np.arange(lengths.max())[None, :])[np.arange(lengths.max())[None, :] < lengths[:, None]]
         static = np.zeros((len(ids), len(self.tags)), dtype=np.float32)
-        static[pos] = self_t[ids[pos]] + prev_t[ids[pos - 1]] + prev2_t[ids[pos - 2]] + next_t[ids[pos + 1]] \
-            + next2_t[ids[pos + 2]]
+        static[pos] = (
+            self_t[ids[pos]] + prev_t[ids[pos - 1]] + prev2_t[ids[pos - 2]] + next_t[ids[pos + 1]] + next2_t[ids[pos + 2]]
+        )
         order = np.argsort(-lengths, kind="stable")  # longest first: active sentences are a prefix
         sorted_len, sorted_start = lengths[order], starts[order]
         n_tags = len(self.tags)
@@ -177,8 +191,7 @@ class PerceptronTagger:
     def tag(self, texts: Sequence[str]) -> list[list[Token]]:
         spans = [tokenize(t) for t in texts]
         tags = self.tag_words([[w for _, _, w in s] for s in spans])
-        return [[Token(a, b, w, t) for (a, b, w), t in zip(s, ts, strict=True)] for s, ts in zip(spans, tags,
-                                                                                                    strict=True)]
+        return [[Token(a, b, w, t) for (a, b, w), t in zip(s, ts, strict=True)] for s, ts in zip(spans, tags, strict=True)]
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
@@ -187,9 +200,17 @@ class PerceptronTagger:
         tmp = path.with_name(path.name + ".tmp.npz")
         features = sorted(self.feature_ids, key=self.feature_ids.__getitem__)
         lexicon = sorted(self._types, key=self._types.__getitem__)
-        np.savez_compressed(tmp, tags=np.array(self.tags), features=np.array(features), weights=self.weights,
-                            prev=self.prev, prev2=self.prev2, pair=self.pair, lexicon=np.array(lexicon, dtype=str),
-                            lexicon_scores=np.stack(self._score_tables()) if lexicon else np.zeros((5, 0, 0)))
+        np.savez_compressed(
+            tmp,
+            tags=np.array(self.tags),
+            features=np.array(features),
+            weights=self.weights,
+            prev=self.prev,
+            prev2=self.prev2,
+            pair=self.pair,
+            lexicon=np.array(lexicon, dtype=str),
+            lexicon_scores=np.stack(self._score_tables()) if lexicon else np.zeros((5, 0, 0)),
+        )
         tmp.replace(path)  # never a half-written model
         return path
 
@@ -207,16 +228,14 @@ class PerceptronTagger:
         self._add_types(words)
 
 
-def train(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], iterations: int = 5,
-          seed: int = 0) -> PerceptronTagger:
+def train(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], iterations: int = 5, seed: int = 0) -> PerceptronTagger:
     """Averaged perceptron over (words, tags) sentences, greedy like decoding; deterministic for a seed."""
     tags = sorted({t for _, ts in sentences for t in ts})
     tag_id = {t: i for i, t in enumerate(tags)}
     features: dict[str, int] = {}
     data = []
     for words, ts in sentences:
-        feats = [np.array([features.setdefault(f, len(features)) for f in token_features(words, i)])
-                 for i in range(len(words))]
+        feats = [np.array([features.setdefault(f, len(features)) for f in token_features(words, i)]) for i in range(len(words))]
         data.append((feats, [tag_id[t] for t in ts]))
     k = len(tags)
     # Lazy averaging: w_avg = w - acc / steps, where acc sums step * update.
@@ -232,11 +251,15 @@ def train(sentences: Sequence[tuple[Sequence[str], Sequence[str]]], iterations: 
                 rows = (p, p2, p2 * (k + 2) + p)
                 guess = int((w[f].sum(0) + tw[0, p] + tw[1, p2] + tw[2, rows[2]]).argmax())
                 if guess != y:
-                    w[f, y] += 1; w[f, guess] -= 1  # noqa: E702
-                    acc[f, y] += step; acc[f, guess] -= step  # noqa: E702
+                    w[f, y] += 1
+                    w[f, guess] -= 1  # noqa: E702
+                    acc[f, y] += step
+                    acc[f, guess] -= step  # noqa: E702
                     for s, r in enumerate(rows):
-                        tw[s, r, y] += 1; tw[s, r, guess] -= 1  # noqa: E702
-                        tacc[s, r, y] += step; tacc[s, r, guess] -= step  # noqa: E702
+                        tw[s, r, y] += 1
+                        tw[s, r, guess] -= 1  # noqa: E702
+                        tacc[s, r, y] += step
+                        tacc[s, r, guess] -= step  # noqa: E702
                 p2, p = p, y
                 step += 1
     avg = (w - acc / step).astype(np.float32)
@@ -283,8 +306,7 @@ def training_texts() -> list[str]:
     return lines + [t for t in dict.fromkeys(str(t) for t in corpus) if not held_out(t)]
 
 
-def build_default(spacy_model: str, path: Path | None = None, iterations: int = 5,
-                  lexicon_min_count: int = 2) -> Path:
+def build_default(spacy_model: str, path: Path | None = None, iterations: int = 5, lexicon_min_count: int = 2) -> Path:
     """Tag the offline training text with spaCy, train, and save where `load_default` looks, with the
     score vectors of every word type seen at least `lexicon_min_count` times precomputed."""
     nlp = load_spacy(spacy_model)

@@ -51,8 +51,10 @@ class AugmentReport:
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for MLflow."""
-        out: dict[str, float] = {"augment.rows_added": float(self.total_added()),
-                                 "augment.backend_errors": float(self.backend_errors)}
+        out: dict[str, float] = {
+            "augment.rows_added": float(self.total_added()),
+            "augment.backend_errors": float(self.backend_errors),
+        }
         for op in self.generated:
             out[f"augment.{op}.added"] = float(sum(self.added.get(op, {}).values()))
             out[f"augment.{op}.drop_rate"] = self.drop_rate(op)
@@ -65,23 +67,31 @@ class AugmentReport:
         return out
 
     def markdown(self) -> str:
-        lines = ["## Augmentation", "", "| op | planned | generated | kept | drop rate | sentences/s | per class |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            "## Augmentation",
+            "",
+            "| op | planned | generated | kept | drop rate | sentences/s | per class |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for op in self.generated:
             per = ", ".join(f"{k}: {v}" for k, v in self.added.get(op, {}).items())
-            lines.append(f"| {op} | {self.planned.get(op, 0)} | {self.generated[op]} | "
-                         f"{sum(self.added.get(op, {}).values())} | {self.drop_rate(op):.1%} | "
-                         f"{self.throughput(op):.1f} | {per} |")
-        drops = "; ".join(f"{op}: " + ", ".join(f"{k} {v}" for k, v in d.items())
-                          for op, d in self.dropped.items() if d)
+            lines.append(
+                f"| {op} | {self.planned.get(op, 0)} | {self.generated[op]} | "
+                f"{sum(self.added.get(op, {}).values())} | {self.drop_rate(op):.1%} | "
+                f"{self.throughput(op):.1f} | {per} |"
+            )
+        drops = "; ".join(f"{op}: " + ", ".join(f"{k} {v}" for k, v in d.items()) for op, d in self.dropped.items() if d)
         skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items()) or "none"
-        lines += ["", f"Training rows per class: {self.rows_before} -> {self.rows_after}",
-                  f"Dropped by filter: {drops or 'none'}", f"Skipped sources: {skipped}",
-                  f"Cache: {self.cache or 'not used'}; backend errors: {self.backend_errors}"]
+        lines += [
+            "",
+            f"Training rows per class: {self.rows_before} -> {self.rows_after}",
+            f"Dropped by filter: {drops or 'none'}",
+            f"Skipped sources: {skipped}",
+            f"Cache: {self.cache or 'not used'}; backend errors: {self.backend_errors}",
+        ]
         lines += [f"Note: {n}" for n in self.notes]
         lines += ["", "| op | label | original | augmented |", "|---|---|---|---|"]
-        lines += [f"| {p['op']} | {p['label']} | {_cell(p['original'])} | {_cell(p['augmented'])} |"
-                  for p in self.pairs]
+        lines += [f"| {p['op']} | {p['label']} | {_cell(p['original'])} | {_cell(p['augmented'])} |" for p in self.pairs]
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path) -> Path:

@@ -20,18 +20,52 @@ from textclf.augment.spacy_pipeline import load_spacy
 from textclf.errors import AugmentSetupError
 
 # Negations flip a sentiment label: replacing them is never a paraphrase.
-NEGATIONS = frozenset({
-    "not", "no", "never", "n't", "nt", "none", "nobody", "nothing", "nowhere", "neither", "nor", "cannot",
-    "without", "hardly", "barely", "scarcely", "seldom", "rarely", "ain't", "isn't", "wasn't", "don't",
-    "doesn't", "didn't", "won't", "can't", "couldn't", "shouldn't", "wouldn't", "aren't", "weren't",
-})
+NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "n't",
+        "nt",
+        "none",
+        "nobody",
+        "nothing",
+        "nowhere",
+        "neither",
+        "nor",
+        "cannot",
+        "without",
+        "hardly",
+        "barely",
+        "scarcely",
+        "seldom",
+        "rarely",
+        "ain't",
+        "isn't",
+        "wasn't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "won't",
+        "can't",
+        "couldn't",
+        "shouldn't",
+        "wouldn't",
+        "aren't",
+        "weren't",
+    }
+)
 
 # Penn tag -> (WordNet POS, how to inflect the base-form synonym). Other verb forms (past, gerund,
 # participle) are left alone: WordNet holds base forms and a wrong inflection is not a paraphrase.
 PENN_TO_WORDNET = {
-    "NN": ("n", None), "NNS": ("n", "plural"),
-    "VB": ("v", None), "VBP": ("v", None), "VBZ": ("v", "third_person"),
-    "JJ": ("a", None), "RB": ("r", None),
+    "NN": ("n", None),
+    "NNS": ("n", "plural"),
+    "VB": ("v", None),
+    "VBP": ("v", None),
+    "VBZ": ("v", "third_person"),
+    "JJ": ("a", None),
+    "RB": ("r", None),
 }
 IRREGULAR_THIRD_PERSON = {"be": "is", "have": "has", "do": "does", "go": "goes"}
 WORDNET_PACKAGES = "apt-get install wordnet-base wordnet-sense-index, then `make setup` (infra/setup.d/wordnet.sh)"
@@ -64,8 +98,10 @@ class SpacyTagger:
         self.batch_size = batch_size
 
     def tag(self, texts: Sequence[str]) -> list[list[Token]]:
-        return [[Token(t.idx, t.idx + len(t.text), t.text, t.tag_) for t in doc if not t.is_space]
-                for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
+        return [
+            [Token(t.idx, t.idx + len(t.text), t.text, t.tag_) for t in doc if not t.is_space]
+            for doc in self.nlp.pipe(texts, batch_size=self.batch_size)
+        ]
 
 
 def load_tagger(kind: str, spacy_model: str):
@@ -111,8 +147,7 @@ def match_case(replacement: str, original: str) -> str:
 class SynonymReplacer:
     """Replace a share of a sentence's content words with WordNet synonyms of the same part of speech."""
 
-    def __init__(self, wordnet, tagger, rate: float = 0.2, max_senses: int = 3,
-                 protected: Iterable[str] = (), seed: int = 0):
+    def __init__(self, wordnet, tagger, rate: float = 0.2, max_senses: int = 3, protected: Iterable[str] = (), seed: int = 0):
         from spacy.lang.en.lex_attrs import like_num  # the augment extra (spaCy): loaded on use
         from spacy.lang.en.stop_words import STOP_WORDS
 
@@ -153,8 +188,9 @@ class SynonymReplacer:
             ok = replaceable.get(tok.text)
             if ok is None:
                 low = tok.text.lower()
-                ok = replaceable[tok.text] = (len(low) > 1 and low.isalpha() and low not in self.blocked
-                                              and not self._like_num(low))
+                ok = replaceable[tok.text] = (
+                    len(low) > 1 and low.isalpha() and low not in self.blocked and not self._like_num(low)
+                )
             if ok:
                 out.append((i, mapped[0], mapped[1]))
         return out
@@ -193,8 +229,7 @@ class SynonymReplacer:
                 out.append(variant)
         return out
 
-    def augment(self, texts: Sequence[str], n_variants: int | Sequence[int] = 1,
-                batch_size: int = 2048) -> list[list[str]]:
+    def augment(self, texts: Sequence[str], n_variants: int | Sequence[int] = 1, batch_size: int = 2048) -> list[list[str]]:
         """For each text, its variants (a list; empty when no word could be replaced)."""
         counts = [n_variants] * len(texts) if isinstance(n_variants, int) else list(n_variants)
         if len(counts) != len(texts):
@@ -202,7 +237,6 @@ class SynonymReplacer:
         out: list[list[str]] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            for text, tokens, n in zip(chunk, self.tagger.tag(chunk), counts[start : start + batch_size],
-                                       strict=True):
+            for text, tokens, n in zip(chunk, self.tagger.tag(chunk), counts[start : start + batch_size], strict=True):
                 out.append(self.variants_for_tokens(text, tokens, n))
         return out

@@ -39,8 +39,9 @@ def new_rows_per_class(counts: dict[str, int], cfg: AugmentConfig) -> dict[str, 
     return out
 
 
-def plan(eligible: dict[str, np.ndarray], wanted: dict[str, int], cfg: AugmentConfig,
-         rng: np.random.Generator) -> tuple[list[int], dict[int, int]]:
+def plan(
+    eligible: dict[str, np.ndarray], wanted: dict[str, int], cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[list[int], dict[int, int]]:
     """(rows to back-translate, row -> synonym variants); each op's capacity per row is respected."""
     bt_cfg, syn_on = cfg.backtranslate, cfg.synonyms.enabled
     share = (bt_cfg.share if syn_on else 1.0) if bt_cfg.enabled else 0.0
@@ -65,16 +66,28 @@ def plan(eligible: dict[str, np.ndarray], wanted: dict[str, int], cfg: AugmentCo
 
 def _synonym_outputs(texts: list[str], rows: dict[int, int], cfg: AugmentConfig) -> list[tuple[int, str]]:
     syn = cfg.synonyms
-    replacer = SynonymReplacer(load_wordnet(), load_tagger(syn.tagger, syn.spacy_model), rate=syn.rate,
-                               max_senses=syn.max_senses, protected=syn.protected, seed=cfg.seed)
+    replacer = SynonymReplacer(
+        load_wordnet(),
+        load_tagger(syn.tagger, syn.spacy_model),
+        rate=syn.rate,
+        max_senses=syn.max_senses,
+        protected=syn.protected,
+        seed=cfg.seed,
+    )
     order = sorted(rows)
     variants = replacer.augment([texts[i] for i in order], [rows[i] for i in order])
     return [(i, v) for i, vs in zip(order, variants, strict=True) for v in vs]
 
 
-def _backtranslation_outputs(texts: list[str], rows: list[int], cfg: AugmentConfig, cache: AugmentCache | None,
-                             threads: int, translator: Translator | None,
-                             report: AugmentReport) -> list[tuple[int, str | None]]:
+def _backtranslation_outputs(
+    texts: list[str],
+    rows: list[int],
+    cfg: AugmentConfig,
+    cache: AugmentCache | None,
+    threads: int,
+    translator: Translator | None,
+    report: AugmentReport,
+) -> list[tuple[int, str | None]]:
     own = translator is None
     translator = translator or make_translator(cfg.backtranslate, threads=threads, seed=cfg.seed)
     runner = backtranslator_for(cfg, translator, cache)
@@ -106,8 +119,10 @@ def _pairs(kept: dict[str, list[tuple[int, str]]], texts: list[str], labels: lis
 def _plan_split(texts: list[str], labels: list[str], cfg: AugmentConfig):
     """(rows to back-translate, row -> synonym variants, skipped counts); a pure function of the split."""
     reasons = [screen(t, cfg.max_words) for t in texts]
-    eligible = {lab: np.array([i for i, (l2, r) in enumerate(zip(labels, reasons, strict=True)) if l2 == lab and not r],
-                              dtype=int) for lab in sorted(set(labels))}
+    eligible = {
+        lab: np.array([i for i, (l2, r) in enumerate(zip(labels, reasons, strict=True)) if l2 == lab and not r], dtype=int)
+        for lab in sorted(set(labels))
+    }
     wanted = new_rows_per_class(dict(sorted(Counter(labels).items())), cfg)
     bt_rows, syn_rows = plan(eligible, wanted, cfg, np.random.default_rng(cfg.seed))
     return bt_rows, syn_rows, dict(Counter(r for r in reasons if r))
@@ -122,10 +137,15 @@ def backtranslation_sources(splits: DatasetDict, cfg: AugmentConfig) -> list[str
     return [texts[i] for i in bt_rows] if cfg.backtranslate.enabled else []
 
 
-def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentCache | None = None,
-                        threads: int = 1, translator: Translator | None = None,
-                        predict_proba: Callable[[list[str]], np.ndarray] | None = None,
-                        log: Callable[[str], None] = print) -> tuple[DatasetDict, AugmentReport]:
+def augment_train_split(
+    splits: DatasetDict,
+    cfg: AugmentConfig,
+    cache: AugmentCache | None = None,
+    threads: int = 1,
+    translator: Translator | None = None,
+    predict_proba: Callable[[list[str]], np.ndarray] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[DatasetDict, AugmentReport]:
     """The augmented splits (only `train` changes) and a report of what was done."""
     train = splits["train"]
     names = train.features["label"].names
@@ -140,15 +160,16 @@ def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentC
         start = time.perf_counter()
         outputs[SYNONYM] = _synonym_outputs(texts, syn_rows, cfg)
         report.seconds[SYNONYM], report.sources[SYNONYM] = time.perf_counter() - start, len(syn_rows)
-        log(f"[augment] synonyms: {len(outputs[SYNONYM])} variants from {len(syn_rows)} rows "
-            f"in {report.seconds[SYNONYM]:.1f}s")
+        log(f"[augment] synonyms: {len(outputs[SYNONYM])} variants from {len(syn_rows)} rows in {report.seconds[SYNONYM]:.1f}s")
     if bt_rows:
         report.planned[BACKTRANSLATION] = len(bt_rows)
         start = time.perf_counter()
         outputs[BACKTRANSLATION] = _backtranslation_outputs(texts, bt_rows, cfg, cache, threads, translator, report)
         report.seconds[BACKTRANSLATION], report.sources[BACKTRANSLATION] = time.perf_counter() - start, len(bt_rows)
-        log(f"[augment] back-translation ({cfg.backtranslate.backend}, pivot {cfg.backtranslate.pivot}): "
-            f"{len(bt_rows)} rows in {report.seconds[BACKTRANSLATION]:.1f}s")
+        log(
+            f"[augment] back-translation ({cfg.backtranslate.backend}, pivot {cfg.backtranslate.pivot}): "
+            f"{len(bt_rows)} rows in {report.seconds[BACKTRANSLATION]:.1f}s"
+        )
     if cache is not None:
         report.cache = {"hits": cache.hits, "misses": cache.misses}
 
@@ -161,8 +182,9 @@ def augment_train_split(splits: DatasetDict, cfg: AugmentConfig, cache: AugmentC
         report.dropped[op] = dict(Counter(filt.dropped) - before)
     if predict_proba is not None:
         for op, rows in kept.items():
-            mask = label_consistent([o for _, o in rows], [label_ids[i] for i, _ in rows], predict_proba,
-                                    cfg.label_filter.min_confidence)
+            mask = label_consistent(
+                [o for _, o in rows], [label_ids[i] for i, _ in rows], predict_proba, cfg.label_filter.min_confidence
+            )
             kept[op] = [row for row, ok in zip(rows, mask, strict=True) if ok]
             if (~mask).sum():
                 report.dropped[op]["label_consistency"] = int((~mask).sum())

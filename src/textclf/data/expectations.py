@@ -25,8 +25,9 @@ SPLITS = ("train", "validation", "test")
 ROW_LEVEL = ("text_not_null", "text_not_empty", "text_length", "label_in_set", "not_in_train")
 
 
-def add_computed_columns(frame: pd.DataFrame, class_names: list[str] | None,
-                         train_texts: pd.Series | None = None) -> pd.DataFrame:
+def add_computed_columns(
+    frame: pd.DataFrame, class_names: list[str] | None, train_texts: pd.Series | None = None
+) -> pd.DataFrame:
     """The split's own columns plus the computed ones (vectorised; no Python loop over rows)."""
     out = pd.DataFrame(index=frame.index)
     if TEXT in frame:
@@ -73,32 +74,52 @@ def build_split_suite(split: str, cfg: ValidateConfig, declared: list[str], name
 
     suite = gx.ExpectationSuite(name=name or f"textclf.{split}")
     for column in (TEXT, LABEL):
-        suite.add_expectation(gxe.ExpectColumnToExist(column=column, **_meta("column_present",
-                                                                            f"column `{column}` is present")))
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1, **_meta("rows_present",
-                                                                                  "the split has rows")))
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=TEXT, **_meta("text_not_null",
-                                                                                 "text is not null")))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-        column=STRIPPED, min_value=1, **_meta("text_not_empty", "text is not empty or whitespace-only")))
-    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(
-        column=TEXT, min_value=cfg.min_text_chars, max_value=cfg.max_text_chars,
-        row_condition=Column(STRIPPED) > 0,
-        **_meta("text_length", f"non-empty text has {cfg.min_text_chars}..{cfg.max_text_chars} characters")))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
-        column=LABEL_NAME, value_set=list(declared), **_meta("label_in_set", "label is a declared class")))
-    suite.add_expectation(gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
-        column=TEXT, min_value=1 - cfg.max_duplicate_rate,
-        **_meta("duplicate_rate", f"at most {cfg.max_duplicate_rate:.1%} of texts are duplicates")))
+        suite.add_expectation(gxe.ExpectColumnToExist(column=column, **_meta("column_present", f"column `{column}` is present")))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1, **_meta("rows_present", "the split has rows")))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=TEXT, **_meta("text_not_null", "text is not null")))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=STRIPPED, min_value=1, **_meta("text_not_empty", "text is not empty or whitespace-only")
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=TEXT,
+            min_value=cfg.min_text_chars,
+            max_value=cfg.max_text_chars,
+            row_condition=Column(STRIPPED) > 0,
+            **_meta("text_length", f"non-empty text has {cfg.min_text_chars}..{cfg.max_text_chars} characters"),
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=LABEL_NAME, value_set=list(declared), **_meta("label_in_set", "label is a declared class")
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column=TEXT,
+            min_value=1 - cfg.max_duplicate_rate,
+            **_meta("duplicate_rate", f"at most {cfg.max_duplicate_rate:.1%} of texts are duplicates"),
+        )
+    )
     if split == "train" and cfg.min_class_share > 0:
         # "at least `mostly` of the labels are this class" is exactly a minimum class share.
         for cls in declared:
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
-                column=LABEL_NAME, value_set=[cls], mostly=cfg.min_class_share,
-                **_meta("min_class_share", f"class `{cls}` is at least {cfg.min_class_share:.1%} of train")))
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=LABEL_NAME,
+                    value_set=[cls],
+                    mostly=cfg.min_class_share,
+                    **_meta("min_class_share", f"class `{cls}` is at least {cfg.min_class_share:.1%} of train"),
+                )
+            )
     if split != "train":
-        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
-            column=IN_TRAIN, value_set=[False], **_meta("not_in_train", "no text also appears in train")))
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=IN_TRAIN, value_set=[False], **_meta("not_in_train", "no text also appears in train")
+            )
+        )
     return suite
 
 
@@ -108,10 +129,16 @@ def build_dataset_suite(cfg: ValidateConfig, name: str = "textclf.dataset"):
     import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name=name)
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(
-        min_value=cfg.min_rows, **_meta("min_rows", f"the dataset has at least {cfg.min_rows} rows")))
-    suite.add_expectation(gxe.ExpectColumnDistinctValuesToContainSet(
-        column="split", value_set=list(SPLITS), **_meta("splits_present", "train, validation and test have rows")))
+    suite.add_expectation(
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=cfg.min_rows, **_meta("min_rows", f"the dataset has at least {cfg.min_rows} rows")
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column="split", value_set=list(SPLITS), **_meta("splits_present", "train, validation and test have rows")
+        )
+    )
     return suite
 
 

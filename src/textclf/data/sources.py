@@ -84,11 +84,12 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg}); write one JSON object "
-                                "per line") from None
+                raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg}); write one JSON object per line") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}; "
-                                "write one object per line, e.g. {\"text\": ..., \"label\": ...}")
+                raise DataError(
+                    f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}; "
+                    'write one object per line, e.g. {"text": ..., "label": ...}'
+                )
             records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -101,8 +102,9 @@ def _read_csv(path: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
         raise DataError(f"{path}: the file has no header and no rows; drop it or add a header and rows") from None
     except (ValueError, pd.errors.ParserError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: cannot be parsed as CSV ({first}); quote fields that hold the separator, "
-                        "quotes or newlines") from None
+        raise DataError(
+            f"{path}: cannot be parsed as CSV ({first}); quote fields that hold the separator, quotes or newlines"
+        ) from None
     # A header repeated inside the data (files concatenated with `cat`): drop it, say so.
     header = frame.eq(pd.Series(frame.columns, index=frame.columns)).all(axis=1)
     notes = []
@@ -140,8 +142,9 @@ def drop_files(path: Path) -> list[Path]:
     """The file itself, or every supported file under the folder (sorted, hidden files skipped)."""
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     usable = [p for p in files if p.suffix.lower() in FILE_READERS]
     if not usable:
         raise DataError(f"{path}: the folder holds no .csv, .tsv, .jsonl or .parquet file; add labelled drops")
@@ -170,12 +173,14 @@ def _label_strings(series: pd.Series) -> pd.Series:
 
 def _normalise(frame: pd.DataFrame, cfg: DataConfig, text_col: str, label_col: str, name: str) -> pd.DataFrame:
     text = frame[text_col]
-    out = pd.DataFrame({
-        "text": text.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore"),
-        "label": _label_strings(frame[label_col]),
-        FILE_COL: name,
-        ROW_COL: frame[ROW_COL] if ROW_COL in frame else np.arange(1, len(frame) + 1),
-    })
+    out = pd.DataFrame(
+        {
+            "text": text.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore"),
+            "label": _label_strings(frame[label_col]),
+            FILE_COL: name,
+            ROW_COL: frame[ROW_COL] if ROW_COL in frame else np.arange(1, len(frame) + 1),
+        }
+    )
     if cfg.group_column:
         out["group"] = frame[cfg.group_column].map(str, na_action="ignore")
     return out
@@ -208,8 +213,7 @@ def _from_hf(dataset, cfg: DataConfig, where: str) -> pd.DataFrame:
     frame = dataset.select_columns(needed).to_pandas()
     feature = dataset.features[cfg.label_column]
     if isinstance(feature, ClassLabel):
-        frame[cfg.label_column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None
-                                   for v in frame[cfg.label_column]]
+        frame[cfg.label_column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None for v in frame[cfg.label_column]]
     return _normalise(frame, cfg, cfg.text_column, cfg.label_column, where)
 
 
@@ -219,9 +223,11 @@ def _read_hub(cfg: DataConfig) -> pd.DataFrame:
         loaded = load_dataset(dataset_id, config_name or None)
     except Exception as err:  # hub, network and builder errors all mean "cannot load this id"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"data.source {cfg.source!r}: cannot load from the Hugging Face hub ({first}); check "
-                        "the id, the network (HF_HUB_OFFLINE=1 blocks it), or save_to_disk it and point "
-                        "data.source at the folder") from None
+        raise DataError(
+            f"data.source {cfg.source!r}: cannot load from the Hugging Face hub ({first}); check "
+            "the id, the network (HF_HUB_OFFLINE=1 blocks it), or save_to_disk it and point "
+            "data.source at the folder"
+        ) from None
     return _from_hf(loaded, cfg, cfg.source)
 
 
@@ -237,8 +243,10 @@ def check_source(cfg: DataConfig) -> None:
     elif source.startswith("packaged:"):
         raise DataError(f"data.source {source!r}: unknown packaged dataset; the only one is {PACKAGED_DATA!r}")
     elif not source.startswith("hf:") and not Path(source).expanduser().exists():
-        raise DataError(f"data.source: {source} does not exist; point it at a file or folder of labelled "
-                        f"texts, {PACKAGED_DATA!r} or 'hf:<dataset id>'")
+        raise DataError(
+            f"data.source: {source} does not exist; point it at a file or folder of labelled "
+            f"texts, {PACKAGED_DATA!r} or 'hf:<dataset id>'"
+        )
 
 
 def _read_frame(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -268,8 +276,9 @@ def _label_names(frame: pd.DataFrame, cfg: DataConfig, source: str) -> list[str]
     labels = frame["label"]
     missing = labels.isna().to_numpy()
     if missing.any():
-        raise DataError(f"{source}: {int(missing.sum())} row(s) have no {cfg.label_column!r} "
-                        f"({_where(frame, missing)}); label or drop them")
+        raise DataError(
+            f"{source}: {int(missing.sum())} row(s) have no {cfg.label_column!r} ({_where(frame, missing)}); label or drop them"
+        )
     present = sorted(labels.unique())
     if cfg.labels:
         unknown = [v for v in present if v not in cfg.labels]
@@ -280,8 +289,10 @@ def _label_names(frame: pd.DataFrame, cfg: DataConfig, source: str) -> list[str]
                 f"({_where(frame, bad)}); fix those rows or add the labels to data.labels"
             )
     if len(present) < 2:
-        raise DataError(f"{source}: only one class ({present}) in column {cfg.label_column!r}; a classifier "
-                        "needs at least two: add rows of the other classes")
+        raise DataError(
+            f"{source}: only one class ({present}) in column {cfg.label_column!r}; a classifier "
+            "needs at least two: add rows of the other classes"
+        )
     return list(cfg.labels) if cfg.labels else present
 
 
@@ -291,8 +302,7 @@ def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
         return frame
     share = max_rows / len(frame)
     parts = [
-        group.sample(n=max(1, round(len(group) * share)), random_state=seed)
-        for _, group in frame.groupby("label", sort=True)
+        group.sample(n=max(1, round(len(group) * share)), random_state=seed) for _, group in frame.groupby("label", sort=True)
     ]
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
@@ -324,8 +334,7 @@ def read_source(cfg: DataConfig) -> SourceTable:
         out = _sample(out, cfg.max_rows, cfg.seed)
     out = out.assign(label=out["label"].map({name: i for i, name in enumerate(names)}))
     features = Features(
-        {"text": Value("string"), "label": ClassLabel(names=names)}
-        | ({"group": Value("string")} if cfg.group_column else {})
+        {"text": Value("string"), "label": ClassLabel(names=names)} | ({"group": Value("string")} if cfg.group_column else {})
     )
     for note in notes:
         log.warning(note)

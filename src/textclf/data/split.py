@@ -56,17 +56,15 @@ def split_stratified(
     counts = np.bincount(labels, minlength=dataset.features["label"].num_classes)
     too_small = [dataset.features["label"].int2str(i) for i, c in enumerate(counts) if 0 < c < 3]
     if too_small:
-        raise DataError(
-            f"class(es) {too_small} have fewer than 3 rows, too few for train/validation/test; add rows"
-        )
+        raise DataError(f"class(es) {too_small} have fewer than 3 rows, too few for train/validation/test; add rows")
     if grouped:
         if "group" not in dataset.column_names:
-            raise DataError("grouped split: the dataset has no group column; set data.group_column to the "
-                            "column naming each row's group (e.g. movie_name)")
+            raise DataError(
+                "grouped split: the dataset has no group column; set data.group_column to the "
+                "column naming each row's group (e.g. movie_name)"
+            )
         groups = np.asarray(dataset["group"])
         train_idx, val_idx, test_idx = _grouped_indices(labels, groups, val_fraction, test_fraction, seed)
     else:
         train_idx, val_idx, test_idx = _stratified_indices(labels, val_fraction, test_fraction, seed)
-    return DatasetDict(
-        train=dataset.select(train_idx), validation=dataset.select(val_idx), test=dataset.select(test_idx)
-    )
+    return DatasetDict(train=dataset.select(train_idx), validation=dataset.select(val_idx), test=dataset.select(test_idx))

@@ -32,8 +32,7 @@ from textclf.data.expectations import (
 from textclf.errors import DataError
 
 # Few examples per failed expectation: GX collects them for every map expectation.
-SUMMARY_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5,
-                  "return_unexpected_index_query": False}
+SUMMARY_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5, "return_unexpected_index_query": False}
 COMPLETE_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
 
 
@@ -92,8 +91,11 @@ class ValidationReport:
 
     def markdown(self) -> str:
         rows = ["| split | check | expectation | passed | failing | detail |", "|---|---|---|---|---|---|"]
-        rows += [f"| {c.split} | {c.check} | `{c.expectation}` {c.column} | {'yes' if c.passed else '**no**'} "
-                 f"| {c.failed_count} | {c.detail.replace('|', '/')} |" for c in self.checks]
+        rows += [
+            f"| {c.split} | {c.check} | `{c.expectation}` {c.column} | {'yes' if c.passed else '**no**'} "
+            f"| {c.failed_count} | {c.detail.replace('|', '/')} |"
+            for c in self.checks
+        ]
         head = "passed" if self.passed else "FAILED"
         extra = ""
         if self.quarantined:
@@ -150,14 +152,16 @@ def _to_check(split: str, result, frame: pd.DataFrame, cfg: ValidateConfig) -> C
         total = res.get("element_count", 0)
         rows = total - res.get("unexpected_count", 0)
         out.failed_count = 0 if out.passed else int(rows)
-        out.detail = (f"{conf.kwargs['value_set'][0]!r}: {rows} of {total} rows = {rows / max(total, 1):.3f}, "
-                      f"need >= {cfg.min_class_share}")
+        out.detail = (
+            f"{conf.kwargs['value_set'][0]!r}: {rows} of {total} rows = {rows / max(total, 1):.3f}, need >= {cfg.min_class_share}"
+        )
     elif check == "duplicate_rate":
         nonnull = int(frame[TEXT].notna().sum())
         unique = round((observed or 0.0) * nonnull)
         out.failed_count = nonnull - unique
-        out.detail = (f"{out.failed_count} duplicate texts = {1 - (observed or 0.0):.3f} of {nonnull}, "
-                      f"allowed {cfg.max_duplicate_rate}")
+        out.detail = (
+            f"{out.failed_count} duplicate texts = {1 - (observed or 0.0):.3f} of {nonnull}, allowed {cfg.max_duplicate_rate}"
+        )
     elif "unexpected_count" in res:
         out.failed_count = int(res["unexpected_count"])
         out.detail = f"{out.failed_count} of {res.get('element_count', 0)} rows fail: {conf.description}"
@@ -181,11 +185,18 @@ def _context(docs_dir: Path):
         ProgressBarsConfig,
     )
 
-    site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).resolve())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
-                               data_docs_sites={"textclf": site}, progress_bars=ProgressBarsConfig(globally=False))
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        analytics_enabled=False,
+        data_docs_sites={"textclf": site},
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
@@ -207,7 +218,8 @@ class _Gate:
             batch = self.source.add_dataframe_asset(key).add_batch_definition_whole_dataframe("all rows")
             suite = self.context.suites.add(make_suite())
             self.definitions[key] = self.context.validation_definitions.add(
-                gx.ValidationDefinition(name=key, data=batch, suite=suite))
+                gx.ValidationDefinition(name=key, data=batch, suite=suite)
+            )
         return self.definitions[key].run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
     def validate(self, frames: dict[str, pd.DataFrame]) -> list[CheckResult]:
@@ -216,8 +228,7 @@ class _Gate:
         for split in SPLITS:
             frame = add_computed_columns(frames[split], self.class_names, None if split == "train" else train_texts)
             self.computed[split] = frame
-            run = self._run(split, lambda s=split: build_split_suite(s, self.cfg, self.declared), frame,
-                            SUMMARY_FORMAT)
+            run = self._run(split, lambda s=split: build_split_suite(s, self.cfg, self.declared), frame, SUMMARY_FORMAT)
             order = {e.id: i for i, e in enumerate(self.definitions[split].suite.expectations)}
             results = sorted(run.results, key=lambda r: order.get(r.expectation_config.id, len(order)))
             self.failed_ids[split] = {r.expectation_config.id for r in results if not r.success}
@@ -257,8 +268,10 @@ def _class_names(dataset: Dataset) -> list[str] | None:
 def _frames(splits: DatasetDict) -> dict[str, pd.DataFrame]:
     missing = [s for s in SPLITS if s not in splits]
     if missing:
-        raise DataError(f"the data has no {', '.join(missing)} split (has {list(splits)}); "
-                        "run `textclf ingest` to write train/validation/test")
+        raise DataError(
+            f"the data has no {', '.join(missing)} split (has {list(splits)}); "
+            "run `textclf ingest` to write train/validation/test"
+        )
     frames = {}
     for name in SPLITS:
         columns = [c for c in (TEXT, LABEL) if c in splits[name].column_names]
@@ -291,8 +304,9 @@ def _clear(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def run_gate(splits: DatasetDict, cfg: ValidateConfig, out_dir: Path,
-             labels: list[str] | None = None) -> tuple[ValidationReport, DatasetDict]:
+def run_gate(
+    splits: DatasetDict, cfg: ValidateConfig, out_dir: Path, labels: list[str] | None = None
+) -> tuple[ValidationReport, DatasetDict]:
     """Validate every split; returns the report and the splits to train on (quarantined rows dropped)."""
     out_dir = Path(out_dir)
     _clear(out_dir)
@@ -309,13 +323,15 @@ def run_gate(splits: DatasetDict, cfg: ValidateConfig, out_dir: Path,
         table = _write_quarantine(frames, gate.computed, rows, out_dir / "quarantine.csv")
         frames = {s: f.drop(index=list(rows.get(s, {}))) for s, f in frames.items()}
         checks = gate.validate(frames)
-        splits = DatasetDict({s: splits[s].select(frames[s].index.to_numpy()) if s in rows else splits[s]
-                              for s in frames})
-        report = ValidationReport(passed=all(c.passed for c in checks), checks=checks, quarantined=len(table),
-                                  quarantined_by={k: int(v) for k, v in table["reason"].value_counts().items()},
-                                  quarantine_path=str(out_dir / "quarantine.csv"))
+        splits = DatasetDict({s: splits[s].select(frames[s].index.to_numpy()) if s in rows else splits[s] for s in frames})
+        report = ValidationReport(
+            passed=all(c.passed for c in checks),
+            checks=checks,
+            quarantined=len(table),
+            quarantined_by={k: int(v) for k, v in table["reason"].value_counts().items()},
+            quarantine_path=str(out_dir / "quarantine.csv"),
+        )
     gate.build_docs()
     report.docs_path = str(out_dir / "data_docs" / "index.html")
     report.write(out_dir / "validation.json")
     return report, splits
-

@@ -63,16 +63,19 @@ class ResolvedTeacher:
     version: str | None  # registry version ("name/3") when the teacher came from the registry
 
 
-def resolve_teacher(ref: str | None, trained_dir: str | None, dest: Path,
-                    fetch_registered: Callable[[str, Path], tuple[Path, str]]) -> ResolvedTeacher:
+def resolve_teacher(
+    ref: str | None, trained_dir: str | None, dest: Path, fetch_registered: Callable[[str, Path], tuple[Path, str]]
+) -> ResolvedTeacher:
     """The teacher named by `distill.teacher` (`ref`), or this run's model (`trained_dir`) when empty.
 
     `fetch_registered(uri, dest)` downloads a models:/ URI and returns (local folder, "name/version").
     """
     if not ref:
         if not trained_dir:
-            raise ConfigError("distill.teacher is empty and this run trained no model; set distill.teacher "
-                              "to a model folder or a registry URI such as models:/textclf@champion")
+            raise ConfigError(
+                "distill.teacher is empty and this run trained no model; set distill.teacher "
+                "to a model folder or a registry URI such as models:/textclf@champion"
+            )
         return ResolvedTeacher(Path(trained_dir), "this run's fine-tuned model", None)
     if ref.startswith("models:/"):
         local, version = fetch_registered(ref, Path(dest))
@@ -82,8 +85,10 @@ def resolve_teacher(ref: str | None, trained_dir: str | None, dest: Path,
         return ResolvedTeacher(found[0], ref, version)
     path = Path(ref).expanduser()
     if not (path / "config.json").is_file():
-        raise ConfigError(f"distill.teacher {ref}: not a trained model folder (no config.json); give a folder "
-                          "written by `textclf train` (…/model) or a models:/ URI")
+        raise ConfigError(
+            f"distill.teacher {ref}: not a trained model folder (no config.json); give a folder "
+            "written by `textclf train` (…/model) or a models:/ URI"
+        )
     return ResolvedTeacher(path, ref, None)
 
 
@@ -92,18 +97,22 @@ def uniform_layer_map(n_student: int, n_teacher: int) -> list[int]:
     return [-(-(i + 1) * n_teacher // n_student) - 1 for i in range(n_student)]
 
 
-def prepare_distillation(train: TrainConfig, distill: DistillConfig, data_dir: str, run_dir: Path,
-                         teacher: ResolvedTeacher, cache_root: Path) -> DistillPlan:
+def prepare_distillation(
+    train: TrainConfig, distill: DistillConfig, data_dir: str, run_dir: Path, teacher: ResolvedTeacher, cache_root: Path
+) -> DistillPlan:
     """Teacher logits cached for the train split, the student's start written: the plan."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_split = load_from_disk(str(data_dir))["train"]
     labels = train_split.features["label"].names
     cached = TeacherLogitsCache(cache_root).get_or_compute(
-        teacher.dir, list(train_split["text"]), train.max_length, distill.teacher_batch_size, teacher.version)
+        teacher.dir, list(train_split["text"]), train.max_length, distill.teacher_batch_size, teacher.version
+    )
     if cached.meta["labels"] != labels:
-        raise ConfigError(f"distill.teacher predicts labels {cached.meta['labels']} but the data has {labels}; "
-                          "use a teacher trained on the same label set")
+        raise ConfigError(
+            f"distill.teacher predicts labels {cached.meta['labels']} but the data has {labels}; "
+            "use a teacher trained on the same label set"
+        )
     n_teacher = json.loads((teacher.dir / "config.json").read_text())["num_hidden_layers"]
     if distill.student_model:
         student, kind = distill.student_model, "pretrained"
@@ -111,11 +120,20 @@ def prepare_distillation(train: TrainConfig, distill: DistillConfig, data_dir: s
         layer_map = uniform_layer_map(model.config.num_hidden_layers, n_teacher)
         del model
     else:
-        student_dir, keep = build_layer_student(str(teacher.dir), distill.student_layers, labels,
-                                                run_dir / "student_init")
+        student_dir, keep = build_layer_student(str(teacher.dir), distill.student_layers, labels, run_dir / "student_init")
         student, kind, layer_map = str(student_dir), "layers", keep
-    plan = DistillPlan(str(teacher.dir), teacher.ref, teacher.version, cached.path, cached.key, cached.hit,
-                       cached.seconds, student, kind, layer_map)
+    plan = DistillPlan(
+        str(teacher.dir),
+        teacher.ref,
+        teacher.version,
+        cached.path,
+        cached.key,
+        cached.hit,
+        cached.seconds,
+        student,
+        kind,
+        layer_map,
+    )
     plan.write(run_dir)
     return plan
 
@@ -144,8 +162,9 @@ class DistillTrainer(TextclfTrainer):
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by the accumulation steps
 
-    def __init__(self, *args, weights: DistillWeights, teacher: nn.Module | None = None,
-                 layer_map: list[int] | None = None, **kwargs):
+    def __init__(
+        self, *args, weights: DistillWeights, teacher: nn.Module | None = None, layer_map: list[int] | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.weights = weights
         self.teacher = teacher  # live teacher, only for the hidden-state term
@@ -185,8 +204,10 @@ def _attach_projections(student: PreTrainedModel, teacher: PreTrainedModel, n_pa
 def _live_teacher(plan: DistillPlan, student, student_tokenizer):
     teacher, teacher_tokenizer = load_trained(plan.teacher_dir)
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        raise ConfigError("distill.hidden_mse > 0 needs a student with the teacher's tokenizer; set "
-                          "distill.hidden_mse=0 for a student with its own tokenizer")
+        raise ConfigError(
+            "distill.hidden_mse > 0 needs a student with the teacher's tokenizer; set "
+            "distill.hidden_mse=0 for a student with its own tokenizer"
+        )
     teacher.eval().requires_grad_(False)
     _attach_projections(student, teacher, len(plan.layer_map))
     return teacher
@@ -217,27 +238,33 @@ class DistillRecipe(FinetuneRecipe):
     def train_dataset(self, encoded: Dataset) -> Dataset:
         logits = np.load(self.plan.teacher_logits)
         if logits.shape[0] != len(encoded):
-            raise ConfigError(f"cached teacher logits have {logits.shape[0]} rows but the train split has "
-                              f"{len(encoded)}; delete {self.plan.teacher_logits} and re-run")
+            raise ConfigError(
+                f"cached teacher logits have {logits.shape[0]} rows but the train split has "
+                f"{len(encoded)}; delete {self.plan.teacher_logits} and re-run"
+            )
         return encoded.add_column("teacher_logits", logits.tolist())
 
     def trainer_kwargs(self) -> dict:
         d = self.distill
-        return {"weights": DistillWeights(d.temperature, d.alpha, d.hidden_mse), "teacher": self.teacher,
-                "layer_map": self.plan.layer_map}
+        return {
+            "weights": DistillWeights(d.temperature, d.alpha, d.hidden_mse),
+            "teacher": self.teacher,
+            "layer_map": self.plan.layer_map,
+        }
 
 
 def student_train_config(train: TrainConfig, distill: DistillConfig) -> TrainConfig:
     """The student's TrainConfig: `train` with the student's epochs, learning rate and batch size."""
-    return train.model_copy(update={"epochs": distill.epochs, "learning_rate": distill.learning_rate,
-                                    "batch_size": distill.batch_size})
+    return train.model_copy(
+        update={"epochs": distill.epochs, "learning_rate": distill.learning_rate, "batch_size": distill.batch_size}
+    )
 
 
-def run_distillation(train: TrainConfig, distill: DistillConfig, data_dir: Path, run_dir: Path, cache_dir: Path,
-                     sink: MetricSink | None = None) -> TrainResult | None:
+def run_distillation(
+    train: TrainConfig, distill: DistillConfig, data_dir: Path, run_dir: Path, cache_dir: Path, sink: MetricSink | None = None
+) -> TrainResult | None:
     """Train the student of `run_dir/distill_plan.json`; rank 0 returns the result, other ranks None."""
     run_dir = Path(run_dir)
     with rank_process(run_dir):
         recipe = DistillRecipe(distill, DistillPlan.read(run_dir))
-        return run_recipe(student_train_config(train, distill), recipe, Path(data_dir), run_dir, Path(cache_dir),
-                          sink)
+        return run_recipe(student_train_config(train, distill), recipe, Path(data_dir), run_dir, Path(cache_dir), sink)

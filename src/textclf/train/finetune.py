@@ -76,8 +76,7 @@ class TrainResult:
 
 def dist_env() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) as set by torchrun; a plain process is rank 0 of 1."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)))
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
 
 
 def pick_precision(requested: str) -> dict[str, bool]:
@@ -103,6 +102,7 @@ def resolve_workers(requested: int | str) -> int:
 
 # ---- tokenisation cache -------------------------------------------------------------------------
 
+
 def tokenizer_digest(tokenizer) -> str:
     """Content digest of a tokenizer (vocabulary, normaliser, truncation rules), not its path."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -120,8 +120,7 @@ def tokenized_cache_key(data_fingerprint: str, tokenizer_id: str, max_length: in
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int,
-                    cache_dir: Path) -> tuple[DatasetDict, dict[str, bool]]:
+def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int, cache_dir: Path) -> tuple[DatasetDict, dict[str, bool]]:
     """Tokenise once into Arrow files keyed by data + tokenizer + length; later runs memory-map them.
 
     Returns the encoded splits and, per split, whether the cache already held it.
@@ -143,13 +142,19 @@ def tokenize_cached(splits: DatasetDict, tokenizer, max_length: int,
             out[split] = Dataset.from_file(str(path))
             continue
         # datasets writes to a temporary file and renames it: readers never see half a file.
-        out[split] = ds.map(encode, batched=True, batch_size=1000, cache_file_name=str(path),
-                            remove_columns=[c for c in ds.column_names if c not in keep],
-                            desc=f"tokenize {split}")
+        out[split] = ds.map(
+            encode,
+            batched=True,
+            batch_size=1000,
+            cache_file_name=str(path),
+            remove_columns=[c for c in ds.column_names if c not in keep],
+            desc=f"tokenize {split}",
+        )
     return DatasetDict(out), hits
 
 
 # ---- callbacks ------------------------------------------------------------------------------------
+
 
 class SinkCallback(TrainerCallback):
     """Forward Trainer logs to a metric sink and print one progress line per log."""
@@ -171,9 +176,11 @@ class SinkCallback(TrainerCallback):
             metrics[name.replace("eval_", "val_")] = float(value)
         self.sink.log(metrics, state.global_step)
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch")
-        self.printer(f"[{self.stage}] step {state.global_step}/{state.max_steps} "
-                     f"epoch {logs.get('epoch', 0):.2f} {shown} ({time.perf_counter() - self.started:.0f}s)",
-                     flush=True)
+        self.printer(
+            f"[{self.stage}] step {state.global_step}/{state.max_steps} "
+            f"epoch {logs.get('epoch', 0):.2f} {shown} ({time.perf_counter() - self.started:.0f}s)",
+            flush=True,
+        )
 
 
 def save_weights(model, target: Path, exclude: tuple[str, ...] = ()) -> None:
@@ -190,8 +197,7 @@ class BestWeightsCallback(TrainerCallback):
     `best_global_step` (saved in each checkpoint) say which weights are current after a resume.
     """
 
-    def __init__(self, folder: Path, metric: str, greater_is_better: bool, is_main: bool,
-                 exclude: tuple[str, ...] = ()):
+    def __init__(self, folder: Path, metric: str, greater_is_better: bool, is_main: bool, exclude: tuple[str, ...] = ()):
         self.folder = Path(folder)
         self.exclude = exclude  # state-dict prefixes left out of the saved weights
         self.key = f"eval_{metric}"
@@ -248,8 +254,7 @@ class TextclfTrainer(Trainer):
         # One optimizer step's examples: DDP shards consecutive per-device batches over ranks and
         # accumulation takes the next ones, so N ranks x A steps see what one process with an N x A
         # times larger batch sees.
-        global_batch = (self.args.per_device_train_batch_size * self.args.world_size
-                        * self.args.gradient_accumulation_steps)
+        global_batch = self.args.per_device_train_batch_size * self.args.world_size * self.args.gradient_accumulation_steps
         return SeededLengthGroupedSampler(self.train_lengths, global_batch, self.args.data_seed or self.args.seed)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -272,6 +277,7 @@ def _metrics_fn(eval_pred):
 
 
 # ---- arguments and checkpoints ------------------------------------------------------------------
+
 
 def training_arguments(cfg: TrainConfig, run_dir: Path) -> TrainingArguments:
     """Trainer arguments from the config."""
@@ -333,8 +339,7 @@ def init_distributed(timeout_s: int) -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
-    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                         timeout=timedelta(seconds=timeout_s))
+    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
@@ -350,6 +355,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 
 # ---- the training run ---------------------------------------------------------------------------
+
 
 class FinetuneRecipe:
     """What the run loop trains. `distill.DistillRecipe` overrides these hooks and keeps the loop
@@ -380,8 +386,14 @@ class FinetuneRecipe:
         return {}
 
 
-def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path, sink: MetricSink | None = None,
-                  recipe: FinetuneRecipe | None = None) -> tuple[TextclfTrainer, BestWeightsCallback, dict[str, bool]]:
+def build_trainer(
+    cfg: TrainConfig,
+    data_dir: Path,
+    run_dir: Path,
+    cache_dir: Path,
+    sink: MetricSink | None = None,
+    recipe: FinetuneRecipe | None = None,
+) -> tuple[TextclfTrainer, BestWeightsCallback, dict[str, bool]]:
     """Everything `run_recipe` trains with (fine-tuning unless `recipe` says otherwise); tests and
     benchmarks build the same trainer."""
     recipe = recipe or FinetuneRecipe()
@@ -405,26 +417,35 @@ def build_trainer(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Pa
     args = training_arguments(cfg, run_dir)
     args.remove_unused_columns = recipe.remove_unused_columns
     with args.main_process_first(desc="tokenize"):
-        encoded, hits = tokenize_cached(DatasetDict(train=splits["train"], validation=splits["validation"]),
-                                        tokenizer, cfg.max_length, cache_dir)
+        encoded, hits = tokenize_cached(
+            DatasetDict(train=splits["train"], validation=splits["validation"]), tokenizer, cfg.max_length, cache_dir
+        )
     say = print if is_main else (lambda *a, **k: None)
-    best = BestWeightsCallback(run_dir / "best", cfg.best_metric, cfg.best_metric != "loss", is_main,
-                               recipe.save_exclude)
+    best = BestWeightsCallback(run_dir / "best", cfg.best_metric, cfg.best_metric != "loss", is_main, recipe.save_exclude)
     callbacks: list[TrainerCallback] = [SinkCallback(sink, say, recipe.stage), best]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = recipe.trainer_class(
-        model=model, args=args, train_dataset=recipe.train_dataset(encoded["train"]),
-        eval_dataset=encoded["validation"], processing_class=tokenizer, data_collator=recipe.collator(tokenizer),
-        compute_metrics=_metrics_fn, callbacks=callbacks,
-        train_lengths=encoded["train"]["length"] if cfg.group_by_length else None, **recipe.trainer_kwargs(),
+        model=model,
+        args=args,
+        train_dataset=recipe.train_dataset(encoded["train"]),
+        eval_dataset=encoded["validation"],
+        processing_class=tokenizer,
+        data_collator=recipe.collator(tokenizer),
+        compute_metrics=_metrics_fn,
+        callbacks=callbacks,
+        train_lengths=encoded["train"]["length"] if cfg.group_by_length else None,
+        **recipe.trainer_kwargs(),
     )
     trainer.remove_callback(PrinterCallback)  # SinkCallback prints one line per log instead
-    say(f"[{recipe.stage}] world_size={world_size} device={args.device} backend={args.ddp_backend} "
+    say(
+        f"[{recipe.stage}] world_size={world_size} device={args.device} backend={args.ddp_backend} "
         f"precision={'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'} "
         f"threads/rank={torch.get_num_threads()} workers={args.dataloader_num_workers} "
         f"attention={getattr(model.config, '_attn_implementation', '?')} "
-        f"tokenize_cache={'hit' if all(hits.values()) else 'miss'}", flush=True)
+        f"tokenize_cache={'hit' if all(hits.values()) else 'miss'}",
+        flush=True,
+    )
     return trainer, best, hits
 
 
@@ -437,16 +458,18 @@ def rank_process(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def run_training(cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path,
-                 sink: MetricSink | None = None) -> TrainResult | None:
+def run_training(
+    cfg: TrainConfig, data_dir: Path, run_dir: Path, cache_dir: Path, sink: MetricSink | None = None
+) -> TrainResult | None:
     """Fine-tune on the splits saved in `data_dir`; rank 0 returns the result, other ranks None."""
     run_dir = Path(run_dir)
     with rank_process(run_dir):
         return run_recipe(cfg, FinetuneRecipe(), Path(data_dir), run_dir, Path(cache_dir), sink)
 
 
-def run_recipe(cfg: TrainConfig, recipe: FinetuneRecipe, data_dir: Path, run_dir: Path, cache_dir: Path,
-               sink: MetricSink | None = None) -> TrainResult | None:
+def run_recipe(
+    cfg: TrainConfig, recipe: FinetuneRecipe, data_dir: Path, run_dir: Path, cache_dir: Path, sink: MetricSink | None = None
+) -> TrainResult | None:
     """The run loop: resume from the newest complete checkpoint in `run_dir/checkpoints` if any, train,
     keep the best (`select_best`) or last weights in `run_dir/model`; rank 0 writes and returns the result."""
     rank, _, world_size = dist_env()
@@ -471,8 +494,10 @@ def run_recipe(cfg: TrainConfig, recipe: FinetuneRecipe, data_dir: Path, run_dir
     if best_dir is not None:
         shutil.copytree(best_dir, model_dir)
         val = json.loads((model_dir / "val_metrics.json").read_text())
-        print(f"[{recipe.stage}] final model = best weights of step {best.best_step} "
-              f"({cfg.best_metric}={best.best_value:.4g})", flush=True)
+        print(
+            f"[{recipe.stage}] final model = best weights of step {best.best_step} ({cfg.best_metric}={best.best_value:.4g})",
+            flush=True,
+        )
     else:
         save_weights(trainer.accelerator.unwrap_model(trainer.model), model_dir, recipe.save_exclude)
         val = best.last_metrics
@@ -481,12 +506,19 @@ def run_recipe(cfg: TrainConfig, recipe: FinetuneRecipe, data_dir: Path, run_dir
         raise RuntimeError("the trainer has no tokenizer (processing_class) to save with the model")
     tokenizer.save_pretrained(str(model_dir))  # with model_max_length = cfg.max_length
     result = TrainResult(
-        model_dir=str(model_dir.resolve()), global_step=trainer.state.global_step, resumed_from_step=resumed_from,
-        train_loss=float(output.training_loss), train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
+        model_dir=str(model_dir.resolve()),
+        global_step=trainer.state.global_step,
+        resumed_from_step=resumed_from,
+        train_loss=float(output.training_loss),
+        train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
         train_samples_per_s=float(output.metrics.get("train_samples_per_second", 0.0)),
         val_metrics={k.replace("eval_", "val_"): float(v) for k, v in val.items() if k not in TIMING_KEYS},
-        world_size=world_size, best_step=best.best_step, tokens_real=tokens_real, tokens_padded=tokens_padded,
-        tokenize_cache_hits=hits, eval_runtime_s=eval_in_train,
+        world_size=world_size,
+        best_step=best.best_step,
+        tokens_real=tokens_real,
+        tokens_padded=tokens_padded,
+        tokenize_cache_hits=hits,
+        eval_runtime_s=eval_in_train,
     )
     result.write(run_dir)
     return result

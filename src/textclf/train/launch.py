@@ -30,19 +30,31 @@ def resolve_nproc(cfg: TrainConfig) -> int:
     return int(cfg.nproc_per_node)
 
 
-def torchrun_command(cfg: TrainConfig, entry_args: list[str], entry: tuple[str, ...] = TEXTCLF_ENTRY,
-                     rdzv_id: str = "textclf") -> list[str]:
+def torchrun_command(
+    cfg: TrainConfig, entry_args: list[str], entry: tuple[str, ...] = TEXTCLF_ENTRY, rdzv_id: str = "textclf"
+) -> list[str]:
     """`python -m torch.distributed.run ... -m textclf train ...` for this node.
 
     Multi-node: every node runs the same command with its own `train.node_rank`; `rdzv_id`
     (the run folder's name) keeps concurrent jobs on one rendezvous host apart.
     """
     nproc = resolve_nproc(cfg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-           f"--nnodes={cfg.nnodes}", "--max-restarts=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        f"--nnodes={cfg.nnodes}",
+        "--max-restarts=0",
+    ]
     if cfg.nnodes > 1:
-        cmd += [f"--node-rank={cfg.node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}",
-                f"--rdzv-id={rdzv_id}", f"--rdzv-conf=join_timeout={cfg.ddp_timeout_s}"]
+        cmd += [
+            f"--node-rank={cfg.node_rank}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={cfg.rdzv_endpoint}",
+            f"--rdzv-id={rdzv_id}",
+            f"--rdzv-conf=join_timeout={cfg.ddp_timeout_s}",
+        ]
     else:
         cmd += ["--standalone"]
     return cmd + [*entry, *entry_args]
@@ -60,9 +72,13 @@ def _child_env(cfg: TrainConfig) -> dict[str, str]:
     return env
 
 
-def launch_training(cfg: TrainConfig, entry_args: list[str], run_dir: Path,
-                    log_line: Callable[[str], None] = print,
-                    entry: tuple[str, ...] = TEXTCLF_ENTRY) -> TrainResult:
+def launch_training(
+    cfg: TrainConfig,
+    entry_args: list[str],
+    run_dir: Path,
+    log_line: Callable[[str], None] = print,
+    entry: tuple[str, ...] = TEXTCLF_ENTRY,
+) -> TrainResult:
     """Run the training entry under torchrun; returns what rank 0 wrote to `result.json`.
 
     A failing rank fails the whole launch with the error it recorded (or else the last error line
@@ -76,8 +92,9 @@ def launch_training(cfg: TrainConfig, entry_args: list[str], run_dir: Path,
     cmd = torchrun_command(cfg, entry_args, entry, rdzv_id=run_dir.resolve().name or "textclf")
     log_line(f"[launch] {' '.join(cmd)}")
     tail: deque[str] = deque(maxlen=200)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            env=_child_env(cfg), start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=_child_env(cfg), start_new_session=True
+    )
     (run_dir / "launch.pid").write_text(str(proc.pid))
 
     def pump() -> None:
@@ -95,8 +112,9 @@ def launch_training(cfg: TrainConfig, entry_args: list[str], run_dir: Path,
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         proc.wait(timeout=30)
-        raise TrainingFailed(f"training ran past train.timeout_s={cfg.timeout_s}s and was killed; "
-                             "raise train.timeout_s or train on less data") from None
+        raise TrainingFailed(
+            f"training ran past train.timeout_s={cfg.timeout_s}s and was killed; raise train.timeout_s or train on less data"
+        ) from None
     except BaseException:
         kill_tree(proc.pid)
         raise
@@ -126,5 +144,9 @@ def _last_error(lines: deque[str]) -> str:
 
 def _is_launcher_noise(line: str) -> bool:
     """Traceback frames and torchrun's own failure summary, which name no cause."""
-    return line.startswith(("File ", "^", "error_file", "traceback", "torch.distributed.elastic",
-                            "raise ChildFailedError", "ChildFailedError")) or "elastic/errors.html" in line
+    return (
+        line.startswith(
+            ("File ", "^", "error_file", "traceback", "torch.distributed.elastic", "raise ChildFailedError", "ChildFailedError")
+        )
+        or "elastic/errors.html" in line
+    )

@@ -35,9 +35,13 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-def pooled_hidden_mse(student_hidden: list[torch.Tensor], teacher_hidden: list[torch.Tensor],
-                      student_mask: torch.Tensor, teacher_mask: torch.Tensor,
-                      projections: nn.ModuleList | None = None) -> torch.Tensor:
+def pooled_hidden_mse(
+    student_hidden: list[torch.Tensor],
+    teacher_hidden: list[torch.Tensor],
+    student_mask: torch.Tensor,
+    teacher_mask: torch.Tensor,
+    projections: nn.ModuleList | None = None,
+) -> torch.Tensor:
     """MSE between mean-pooled hidden states of mapped layer pairs, averaged over the pairs.
 
     student_hidden[k]: [B, S, Ds], teacher_hidden[k]: [B, S', Dt] (pair k is a mapped layer).
@@ -63,8 +67,13 @@ class DistillWeights:
     hidden_mse: float = 0.0
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor,
-                      weights: DistillWeights, hidden_term: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    weights: DistillWeights,
+    hidden_term: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """The weighted total and its parts (for logging). Without teacher logits (evaluation) it is plain CE."""
     ce = hard_ce(student_logits, labels)
     if teacher_logits is None:

@@ -46,8 +46,10 @@ def require_onnx_packages() -> None:
         try:
             __import__(module)
         except ImportError:
-            raise ConfigError(f"distill.onnx_export is on but the Python package {module} is not installed: "
-                              f"run `make setup` (pip install {PACKAGES}) or set distill.onnx_export=false") from None
+            raise ConfigError(
+                f"distill.onnx_export is on but the Python package {module} is not installed: "
+                f"run `make setup` (pip install {PACKAGES}) or set distill.onnx_export=false"
+            ) from None
 
 
 def _input_names(encoded) -> list[str]:
@@ -69,17 +71,24 @@ def export_onnx(model, tokenizer, dest: Path) -> Path:
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, likewise
         try:
             program = torch.onnx.export(
-                model, (), kwargs={n: example[n] for n in names}, input_names=names, output_names=["logits"],
-                dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, dynamo=True, verbose=False)
+                model,
+                (),
+                kwargs={n: example[n] for n in names},
+                input_names=names,
+                output_names=["logits"],
+                dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+                dynamo=True,
+                verbose=False,
+            )
         except Exception as err:  # the exporter raises many kinds; the user needs the first line
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ExportFailed(f"ONNX export of {type(model).__name__} failed ({first}); "
-                               "set distill.onnx_export=false to skip it") from err
+            raise ExportFailed(
+                f"ONNX export of {type(model).__name__} failed ({first}); set distill.onnx_export=false to skip it"
+            ) from err
         finally:
             exporter_log.setLevel(level)
     if program is None:  # the legacy (dynamo=False) exporter's return; dynamo=True always gives a program
-        raise ExportFailed(f"ONNX export of {type(model).__name__} returned no program; "
-                           "set distill.onnx_export=false to skip it")
+        raise ExportFailed(f"ONNX export of {type(model).__name__} returned no program; set distill.onnx_export=false to skip it")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(dest), external_data=False)
@@ -109,22 +118,29 @@ class OnnxClassifier:
 
 
 @torch.inference_mode()
-def max_abs_logit_diff(model, onnx_model: OnnxClassifier, tokenizer, texts: list[str], max_length: int,
-                       batch_size: int = 32) -> float:
+def max_abs_logit_diff(
+    model, onnx_model: OnnxClassifier, tokenizer, texts: list[str], max_length: int, batch_size: int = 32
+) -> float:
     """Largest |logit| difference between torch and onnxruntime over `texts`, padded batches in order."""
     model.eval()
     worst = 0.0
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt")
+        enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         expected = model(**enc).logits.float().numpy()
         worst = max(worst, float(np.abs(onnx_model(**enc).logits - expected).max()))
     return worst
 
 
-def export_and_profile(model_dir: Path, texts: list[str], max_length: int | None, latency_texts: int,
-                       throughput_texts: int = 512, tolerance: float = PARITY_TOLERANCE, *,
-                       batch_size: int) -> OnnxProfile:
+def export_and_profile(
+    model_dir: Path,
+    texts: list[str],
+    max_length: int | None,
+    latency_texts: int,
+    throughput_texts: int = 512,
+    tolerance: float = PARITY_TOLERANCE,
+    *,
+    batch_size: int,
+) -> OnnxProfile:
     """Export `model_dir` to `model_dir/model.onnx`, check parity on `texts`, time it like the torch profile
     (max_length None: the saved one)."""
     require_onnx_packages()
@@ -139,10 +155,20 @@ def export_and_profile(model_dir: Path, texts: list[str], max_length: int | None
     parity_texts = texts[:PARITY_TEXTS]
     diff = max_abs_logit_diff(model, onnx_model, tokenizer, parity_texts, max_length)
     if not diff <= tolerance:  # NaN fails too
-        raise ExportFailed(f"ONNX export {path}: max absolute logit difference {diff:.3g} against the torch model "
-                           f"on {len(parity_texts)} test texts exceeds {tolerance:g}; do not serve this file "
-                           "(set distill.onnx_export=false to skip the export)")
+        raise ExportFailed(
+            f"ONNX export {path}: max absolute logit difference {diff:.3g} against the torch model "
+            f"on {len(parity_texts)} test texts exceeds {tolerance:g}; do not serve this file "
+            "(set distill.onnx_export=false to skip the export)"
+        )
     del model
     speed = measure_speed(onnx_model, tokenizer, texts, max_length, latency_texts, batch_size, throughput_texts)
-    return OnnxProfile(diff, len(parity_texts), speed.latency_p50_ms, speed.latency_p95_ms,
-                       speed.throughput_texts_per_s, path.stat().st_size / 1e6, export_s, str(path))
+    return OnnxProfile(
+        diff,
+        len(parity_texts),
+        speed.latency_p50_ms,
+        speed.latency_p95_ms,
+        speed.throughput_texts_per_s,
+        path.stat().st_size / 1e6,
+        export_s,
+        str(path),
+    )

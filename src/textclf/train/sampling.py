@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import Sampler
 
 
-def length_grouped_order(lengths: Sequence[int], global_batch: int, seed: int, epoch: int,
-                         megabatch_mult: int | None = None) -> list[int]:
+def length_grouped_order(
+    lengths: Sequence[int], global_batch: int, seed: int, epoch: int, megabatch_mult: int | None = None
+) -> list[int]:
     """Indices whose consecutive `global_batch` slices hold texts of similar length.
 
     Shuffle, cut into megabatches of `megabatch_mult * global_batch`, sort each by length
@@ -34,8 +35,8 @@ def length_grouped_order(lengths: Sequence[int], global_batch: int, seed: int, e
     size = megabatch_mult * global_batch
     ordered: list[int] = []
     for start in range(0, n, size):
-        ordered += sorted(perm[start:start + size], key=lambda i: -lengths[i])
-    batches = [ordered[i:i + global_batch] for i in range(0, n, global_batch)]
+        ordered += sorted(perm[start : start + size], key=lambda i: -lengths[i])
+    batches = [ordered[i : i + global_batch] for i in range(0, n, global_batch)]
     # Keep a short last batch last: moving it elsewhere would split other ranks' batches.
     full, tail = (batches[:-1], batches[-1:]) if len(batches[-1]) < global_batch else (batches, [])
     shuffled = [full[i] for i in torch.randperm(len(full), generator=gen).tolist()] + tail
@@ -63,5 +64,4 @@ class SeededLengthGroupedSampler(Sampler[int]):
 
 def padded_tokens(order: Sequence[int], lengths: Sequence[int], batch: int) -> int:
     """Tokens a dynamic-padding collator feeds the model for batches of `batch` in `order`."""
-    return sum(len(order[i:i + batch]) * max(lengths[j] for j in order[i:i + batch])
-               for i in range(0, len(order), batch))
+    return sum(len(order[i : i + batch]) * max(lengths[j] for j in order[i : i + batch]) for i in range(0, len(order), batch))

@@ -15,13 +15,14 @@ def layers_to_keep(spec: list[int] | int, n_layers: int) -> list[int]:
     """`[0, 2, 4]` as given (checked), or a count N -> evenly spaced `i * L // N` (3 of 6: [0, 2, 4])."""
     if isinstance(spec, int):
         if spec > n_layers:
-            raise ConfigError(f"distill.student_layers={spec} but the teacher has only {n_layers} layers; "
-                              f"use at most {n_layers}")
+            raise ConfigError(f"distill.student_layers={spec} but the teacher has only {n_layers} layers; use at most {n_layers}")
         return [i * n_layers // spec for i in range(spec)]
     bad = [i for i in spec if i >= n_layers]
     if bad:
-        raise ConfigError(f"distill.student_layers {spec}: layers {bad} do not exist in a {n_layers}-layer "
-                          f"teacher; use indices 0..{n_layers - 1}")
+        raise ConfigError(
+            f"distill.student_layers {spec}: layers {bad} do not exist in a {n_layers}-layer "
+            f"teacher; use indices 0..{n_layers - 1}"
+        )
     return sorted(spec)
 
 
@@ -33,8 +34,10 @@ def encoder_layers(model: PreTrainedModel) -> tuple[nn.Module, str, nn.ModuleLis
             child = getattr(module, attr, None)
             if isinstance(child, nn.ModuleList) and len(child) == n_layers:
                 return module, attr, child
-    raise ConfigError(f"cannot find the {n_layers} encoder layers of {type(model).__name__}; "
-                      "set distill.student_model to a smaller pretrained model instead")
+    raise ConfigError(
+        f"cannot find the {n_layers} encoder layers of {type(model).__name__}; "
+        "set distill.student_model to a smaller pretrained model instead"
+    )
 
 
 def keep_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:

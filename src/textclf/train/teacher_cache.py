@@ -53,8 +53,9 @@ def compute_logits(model, tokenizer, texts: list[str], batch_size: int, max_leng
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt").to(device)
+        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(
+            device
+        )
         out[idx] = model(**batch).logits.float().cpu().numpy()
     return out
 
@@ -77,8 +78,9 @@ class TeacherLogitsCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def get_or_compute(self, teacher_dir: Path, texts: list[str], max_length: int, batch_size: int,
-                       teacher_version: str | None = None) -> CachedLogits:
+    def get_or_compute(
+        self, teacher_dir: Path, texts: list[str], max_length: int, batch_size: int, teacher_version: str | None = None
+    ) -> CachedLogits:
         started = time.perf_counter()
         teacher_digest = folder_digest(Path(teacher_dir))
         data_digest = texts_digest(texts)
@@ -93,9 +95,15 @@ class TeacherLogitsCache:
             model.to("cuda")
         logits = compute_logits(model, tokenizer, texts, batch_size, max_length)
         self.root.mkdir(parents=True, exist_ok=True)
-        meta = {"teacher_digest": teacher_digest, "teacher_dir": str(teacher_dir), "teacher_version": teacher_version,
-                "data_digest": data_digest, "rows": len(texts), "max_length": max_length,
-                "labels": [model.config.id2label[i] for i in range(model.config.num_labels)]}
+        meta = {
+            "teacher_digest": teacher_digest,
+            "teacher_dir": str(teacher_dir),
+            "teacher_version": teacher_version,
+            "data_digest": data_digest,
+            "rows": len(texts),
+            "max_length": max_length,
+            "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+        }
         # Write-then-rename: a crashed run never leaves a half-written cache entry behind.
         tmp = self.root / f"{key}.tmp.npy"
         np.save(tmp, logits)

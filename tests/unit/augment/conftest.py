@@ -38,9 +38,18 @@ def build_tiny_marian(dest: Path, texts: list[str], vocab_size: int = 300, **arc
 
     dest.mkdir(parents=True, exist_ok=True)
     proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size,
-                                   model_type="unigram", pad_id=-1, bos_id=-1, eos_id=-1, unk_id=0,
-                                   minloglevel=2, hard_vocab_limit=False)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=proto,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=-1,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        minloglevel=2,
+        hard_vocab_limit=False,
+    )
     for name in ("source.spm", "target.spm"):
         (dest / name).write_bytes(proto.getvalue())
     processor = spm.SentencePieceProcessor(model_proto=proto.getvalue())
@@ -48,11 +57,20 @@ def build_tiny_marian(dest: Path, texts: list[str], vocab_size: int = 300, **arc
     for i in range(processor.get_piece_size()):
         vocab.setdefault(processor.id_to_piece(i), len(vocab))
     (dest / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = MarianTokenizer(source_spm=str(dest / "source.spm"), target_spm=str(dest / "target.spm"),
-                                vocab=str(dest / "vocab.json"))
-    sizes = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
-             "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
-             "max_position_embeddings": 256, **arch}
+    tokenizer = MarianTokenizer(
+        source_spm=str(dest / "source.spm"), target_spm=str(dest / "target.spm"), vocab=str(dest / "vocab.json")
+    )
+    sizes = {
+        "d_model": 16,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 32,
+        "decoder_ffn_dim": 32,
+        "max_position_embeddings": 256,
+        **arch,
+    }
     config = MarianConfig(vocab_size=len(vocab), pad_token_id=2, eos_token_id=0, decoder_start_token_id=2, **sizes)
     torch.manual_seed(0)
     MarianMTModel(config).save_pretrained(dest)

@@ -71,13 +71,13 @@ def test_marian_batched_on_a_tiny_random_model(tiny_marian_template, tmp_path):
 
 
 def test_marian_sampling_settings_reach_generate(tiny_marian_template):
-    sampled = MarianTranslator(tiny_marian_template, device="cpu", do_sample=True, top_p=0.9, temperature=1.5,
-                               max_new_tokens=6, seed=1)
-    assert sampled.generation == {"num_beams": 1, "do_sample": True, "max_new_tokens": 6, "temperature": 1.5,
-                                  "top_p": 0.9}
+    sampled = MarianTranslator(
+        tiny_marian_template, device="cpu", do_sample=True, top_p=0.9, temperature=1.5, max_new_tokens=6, seed=1
+    )
+    assert sampled.generation == {"num_beams": 1, "do_sample": True, "max_new_tokens": 6, "temperature": 1.5, "top_p": 0.9}
     assert sampled.translate(TEXTS[:2], "en", "de") == MarianTranslator(
-        tiny_marian_template, device="cpu", do_sample=True, top_p=0.9, temperature=1.5, max_new_tokens=6,
-        seed=1).translate(TEXTS[:2], "en", "de")  # seeded sampling is repeatable
+        tiny_marian_template, device="cpu", do_sample=True, top_p=0.9, temperature=1.5, max_new_tokens=6, seed=1
+    ).translate(TEXTS[:2], "en", "de")  # seeded sampling is repeatable
 
 
 def test_marian_missing_model_is_a_setup_error(tmp_path):

@@ -8,8 +8,12 @@ from textclf.augment.cache import AugmentCache, cache_key
 def test_key_depends_on_every_part():
     base = cache_key("text", "bergamot", "m", {"pivot": "pt"})
     assert base == cache_key("text", "bergamot", "m", {"pivot": "pt"})
-    others = {cache_key("text2", "bergamot", "m", {"pivot": "pt"}), cache_key("text", "marian", "m", {"pivot": "pt"}),
-              cache_key("text", "bergamot", "m2", {"pivot": "pt"}), cache_key("text", "bergamot", "m", {"pivot": "es"})}
+    others = {
+        cache_key("text2", "bergamot", "m", {"pivot": "pt"}),
+        cache_key("text", "marian", "m", {"pivot": "pt"}),
+        cache_key("text", "bergamot", "m2", {"pivot": "pt"}),
+        cache_key("text", "bergamot", "m", {"pivot": "es"}),
+    }
     assert base not in others and len(others) == 4
 
 

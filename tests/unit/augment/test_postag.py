@@ -36,8 +36,10 @@ def spacy_tagged():
     from textclf.augment.spacy_pipeline import load_spacy
 
     docs = load_spacy(SynonymConfig().spacy_model).pipe(TEXTS)
-    return [[(w, t) for w, t in align_tags(text, [(x.idx, x.idx + len(x), x.tag_) for x in doc])]
-            for text, doc in zip(TEXTS, docs, strict=True)]
+    return [
+        [(w, t) for w, t in align_tags(text, [(x.idx, x.idx + len(x), x.tag_) for x in doc])]
+        for text, doc in zip(TEXTS, docs, strict=True)
+    ]
 
 
 def test_trained_tagger_learns_its_data_saves_and_decodes_batches_like_single_texts(spacy_tagged, tmp_path):
@@ -57,8 +59,7 @@ def test_default_tagger_reads_context_and_agrees_with_spacy(spacy_tagged):
     tags = {text: [(t.text, t.tag) for t in toks] for text, toks in zip(TEXTS, tagger.tag(TEXTS), strict=True)}
     book = tags["They book a room, then read a good book."]
     assert book[1][1].startswith("VB") and book[-2] == ("book", "NN")  # the same word, tagged by its context
-    pairs = [(t, g) for s, text in zip(spacy_tagged, TEXTS, strict=True)
-             for (_, t), (_, g) in zip(tags[text], s, strict=True)]
+    pairs = [(t, g) for s, text in zip(spacy_tagged, TEXTS, strict=True) for (_, t), (_, g) in zip(tags[text], s, strict=True)]
     assert sum(t == g for t, g in pairs) / len(pairs) >= 0.9
 
 

@@ -26,8 +26,11 @@ def test_same_seed_same_output_other_seed_differs(wordnet, tagger):
 def test_never_touches_stopwords_negations_numbers_or_protected(wordnet, tagger):
     replacer = SynonymReplacer(wordnet, tagger, rate=1.0, protected=["Movie"], seed=1)
     text = "I never liked this movie, it is not funny and it won't win 3 awards in 1999."
-    variants = [v for seed in range(12) for v in SynonymReplacer(
-        wordnet, tagger, rate=1.0, protected=["Movie"], seed=seed).augment([text], 2)[0]]
+    variants = [
+        v
+        for seed in range(12)
+        for v in SynonymReplacer(wordnet, tagger, rate=1.0, protected=["Movie"], seed=seed).augment([text], 2)[0]
+    ]
     assert variants, "content words such as 'liked' or 'funny' have synonyms"
     for variant in variants:
         for kept in ["I never", "this movie, it is not", "and it won't", "3", "in 1999."]:
@@ -51,8 +54,11 @@ def test_replacements_are_lemmas_of_the_same_part_of_speech(wordnet, tagger):
 def test_multiword_lemmas_have_spaces_not_underscores(wordnet, tagger):
     replacer = SynonymReplacer(wordnet, tagger, rate=1.0, seed=0)
     assert any(" " in s for s in replacer.synonyms("movie", "n"))
-    outputs = [v for seed in range(15) for v in SynonymReplacer(wordnet, tagger, rate=1.0, seed=seed)
-               .augment(["We watched a movie."], 2)[0]]
+    outputs = [
+        v
+        for seed in range(15)
+        for v in SynonymReplacer(wordnet, tagger, rate=1.0, seed=seed).augment(["We watched a movie."], 2)[0]
+    ]
     assert outputs and not any("_" in v for v in outputs)
     assert any(len(v.split()) > 4 for v in outputs)  # 'motion picture' and friends do occur
 

@@ -18,8 +18,7 @@ def test_retrain_flow_augments_train_only_and_runs_the_ablation(tiny_config):
     from textclf_flows.retrain import retrain
 
     tree = tiny_config.to_dict()
-    tree["augment"] = {"enabled": True, "ablation": True, "multiplier": 1.3,
-                       "backtranslate": {"share": 0.2, "max_rows": 6}}
+    tree["augment"] = {"enabled": True, "ablation": True, "multiplier": 1.3, "backtranslate": {"share": 0.2, "max_rows": 6}}
     tree["distill"] = {**tree["distill"], "enabled": False}  # the 2-layer tiny model has no student to distil
     cfg = build_config(tree)
     with prefect_test_harness(server_startup_timeout=120):
@@ -27,8 +26,11 @@ def test_retrain_flow_augments_train_only_and_runs_the_ablation(tiny_config):
 
         async def artifact_keys():
             async with get_client() as client:
-                found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-                    any_=["augmentation-report", "augmentation-pairs", "augmentation-ablation"])))
+                found = await client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        key=ArtifactFilterKey(any_=["augmentation-report", "augmentation-pairs", "augmentation-ablation"])
+                    )
+                )
                 return {a.key for a in found}
 
         keys = asyncio.run(artifact_keys())

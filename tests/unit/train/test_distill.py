@@ -36,10 +36,18 @@ def make_teacher(dest: Path, layers: int = 4, hidden: int = 32) -> Path:
     from textclf.settings import packaged_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, id2label=dict(enumerate(LABELS)),
-                        label2id={v: i for i, v in enumerate(LABELS)})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        id2label=dict(enumerate(LABELS)),
+        label2id={v: i for i, v in enumerate(LABELS)},
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     model.classifier.weight.data.normal_(0.0, 3.0)  # confident, varied logits: soft targets worth matching
@@ -58,12 +66,24 @@ def make_own_tokenizer_model(dest: Path, texts: list[str]) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials, min_frequency=2))
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", model_input_names=["input_ids", "attention_mask"])
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=24, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=256)
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(dest)
     fast.save_pretrained(dest)
@@ -82,8 +102,9 @@ def splits(tiny_config, tmp_path) -> stages.DataRef:
 
 
 def with_distill(cfg, train: dict | None = None, **distill):
-    return cfg.model_copy(update={"distill": cfg.distill.model_copy(update=distill),
-                                  "train": cfg.train.model_copy(update=train or {})})
+    return cfg.model_copy(
+        update={"distill": cfg.distill.model_copy(update=distill), "train": cfg.train.model_copy(update=train or {})}
+    )
 
 
 def no_registry(uri: str, dest: Path) -> tuple[Path, str]:
@@ -125,8 +146,9 @@ def test_two_layer_student_from_tiny_teacher_lowers_its_loss(teacher_dir, tmp_pa
     assert student.config.num_hidden_layers == 2
     assert count_parameters(student) < count_parameters(teacher)
     # The kept layers are the teacher's own weights.
-    assert torch.equal(student.bert.encoder.layer[1].attention.self.query.weight,
-                       teacher.bert.encoder.layer[2].attention.self.query.weight)
+    assert torch.equal(
+        student.bert.encoder.layer[1].attention.self.query.weight, teacher.bert.encoder.layer[2].attention.self.query.weight
+    )
     rows = pd.read_csv(rows_csv).head(32)
     texts = rows["text"].tolist()
     teacher_logits = torch.from_numpy(compute_logits(teacher, tokenizer, texts, 16, 64))
@@ -164,10 +186,10 @@ def test_teacher_logits_cache_hits_on_rerun_and_misses_on_new_data(teacher_dir, 
     assert not cache.get_or_compute(teacher_dir, texts, 16, 2).hit  # other tokenizer settings
 
 
-def test_layer_student_trains_in_process_with_hidden_mse_and_cache_hit_on_rerun(tiny_config, splits, teacher_dir,
-                                                                               tmp_path):
-    cfg = with_distill(tiny_config, teacher=str(teacher_dir), student_layers=2, hidden_mse=1.0, epochs=1,
-                       learning_rate=1e-3, batch_size=16)
+def test_layer_student_trains_in_process_with_hidden_mse_and_cache_hit_on_rerun(tiny_config, splits, teacher_dir, tmp_path):
+    cfg = with_distill(
+        tiny_config, teacher=str(teacher_dir), student_layers=2, hidden_mse=1.0, epochs=1, learning_rate=1e-3, batch_size=16
+    )
     cache = tmp_path / "logits"
     first = plan(cfg, splits, tmp_path / "d1", cache)
     assert not first.logits_cache_hit and first.layer_map == [0, 2] and first.student_kind == "layers"
@@ -186,8 +208,7 @@ def test_cross_tokenizer_student_learns_from_teacher_logits(tiny_config, splits,
     import pandas as pd
 
     own = make_own_tokenizer_model(tmp_path / "own", pd.read_csv(rows_csv)["text"].tolist())
-    cfg = with_distill(tiny_config, teacher=str(teacher_dir), student_model=str(own), epochs=1,
-                       learning_rate=1e-3, batch_size=16)
+    cfg = with_distill(tiny_config, teacher=str(teacher_dir), student_model=str(own), epochs=1, learning_rate=1e-3, batch_size=16)
     made = plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
     assert made.student_kind == "pretrained" and made.layer_map == [3]
     result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
@@ -207,8 +228,9 @@ def test_teacher_must_exist(tmp_path):
         resolve_teacher("", None, tmp_path / "t", no_registry)
     with pytest.raises(ConfigError, match="not a trained model folder"):
         resolve_teacher(str(tmp_path), None, tmp_path / "t", no_registry)
-    assert resolve_teacher("", str(tmp_path), tmp_path / "t", no_registry) == \
-        ResolvedTeacher(tmp_path, "this run's fine-tuned model", None)
+    assert resolve_teacher("", str(tmp_path), tmp_path / "t", no_registry) == ResolvedTeacher(
+        tmp_path, "this run's fine-tuned model", None
+    )
 
 
 def test_registered_teacher_is_the_hf_folder_inside_what_the_registry_fetched(teacher_dir, tmp_path):
@@ -226,12 +248,19 @@ def test_registered_teacher_is_the_hf_folder_inside_what_the_registry_fetched(te
 # The run loop is fine-tuning's: early stopping, best weights and resume come with it.
 # 160 train rows, batch 16: 10 steps an epoch.
 
-def test_distillation_stops_early_and_saves_the_tokenizer_with_max_length(tiny_config, splits, teacher_dir,
-                                                                         tmp_path):
+
+def test_distillation_stops_early_and_saves_the_tokenizer_with_max_length(tiny_config, splits, teacher_dir, tmp_path):
     """A learning rate of ~0 leaves accuracy flat: no evaluation beats the first, so patience 1 stops
     at the second evaluation (step 4 of 30) and the first evaluation's step is the best."""
-    cfg = with_distill(tiny_config, {"eval_steps": 2, "early_stopping_patience": 1, "checkpoint_steps": 100},
-                       teacher=str(teacher_dir), student_layers=2, epochs=3, learning_rate=1e-12, batch_size=16)
+    cfg = with_distill(
+        tiny_config,
+        {"eval_steps": 2, "early_stopping_patience": 1, "checkpoint_steps": 100},
+        teacher=str(teacher_dir),
+        student_layers=2,
+        epochs=3,
+        learning_rate=1e-12,
+        batch_size=16,
+    )
     plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
     result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
     assert (result.global_step, result.best_step) == (4, 2)
@@ -248,10 +277,16 @@ def test_distillation_keeps_the_best_weights_without_the_projections(tiny_config
     at a learning rate high enough to overshoot: the final model is the lowest-val-loss evaluation's
     weights, not the last ones, and the projections are in the checkpoints only."""
     teacher = make_teacher(tmp_path / "wide-teacher", hidden=48)
-    cfg = with_distill(tiny_config, {"eval_steps": 2, "checkpoint_steps": 10, "best_metric": "loss",
-                                     "select_best": True},
-                       teacher=str(teacher), student_model=str(tiny_model), hidden_mse=1.0, epochs=1,
-                       learning_rate=0.05, batch_size=16)
+    cfg = with_distill(
+        tiny_config,
+        {"eval_steps": 2, "checkpoint_steps": 10, "best_metric": "loss", "select_best": True},
+        teacher=str(teacher),
+        student_model=str(tiny_model),
+        hidden_mse=1.0,
+        epochs=1,
+        learning_rate=0.05,
+        batch_size=16,
+    )
     plan(cfg, splits, tmp_path / "d", tmp_path / "logits")
     result = distil(cfg, splits, tmp_path / "d", tmp_path / "tok")
     state = json.loads((tmp_path / "d" / "checkpoints" / "checkpoint-10" / "trainer_state.json").read_text())
@@ -261,8 +296,7 @@ def test_distillation_keeps_the_best_weights_without_the_projections(tiny_config
     assert result.val_metrics["val_loss"] == pytest.approx(evals[result.best_step])
     final = weights(tmp_path / "d" / "model")
     assert final.keys() == weights(tmp_path / "d" / "best" / f"step-{result.best_step}").keys()
-    assert all(torch.equal(v, weights(tmp_path / "d" / "best" / f"step-{result.best_step}")[k])
-               for k, v in final.items())
+    assert all(torch.equal(v, weights(tmp_path / "d" / "best" / f"step-{result.best_step}")[k]) for k, v in final.items())
     last = weights(tmp_path / "d" / "checkpoints" / "checkpoint-10")
     assert any(k.startswith("distill_projections.") for k in last)  # trained and checkpointed ...
     assert not any(k.startswith("distill_projections.") for k in final)  # ... but not the student's weights
@@ -270,12 +304,20 @@ def test_distillation_keeps_the_best_weights_without_the_projections(tiny_config
 
 
 def test_distillation_resumes_from_its_last_complete_checkpoint_like_an_uninterrupted_run(
-        tiny_config, splits, teacher_dir, tmp_path):
+    tiny_config, splits, teacher_dir, tmp_path
+):
     """Run to the end, then make it look killed after step 9's checkpoint began: no model, no
     result, checkpoint-10 gone, checkpoint-9 without its trainer state. The re-run resumes at 6
     and ends with the uninterrupted run's weights, best step and metrics (tolerance 1e-5)."""
-    cfg = with_distill(tiny_config, {"eval_steps": 2, "checkpoint_steps": 3, "keep_checkpoints": 5},
-                       teacher=str(teacher_dir), student_layers=2, epochs=1, learning_rate=1e-3, batch_size=16)
+    cfg = with_distill(
+        tiny_config,
+        {"eval_steps": 2, "checkpoint_steps": 3, "keep_checkpoints": 5},
+        teacher=str(teacher_dir),
+        student_layers=2,
+        epochs=1,
+        learning_rate=1e-3,
+        batch_size=16,
+    )
     run = tmp_path / "d"
     plan(cfg, splits, run, tmp_path / "logits")
     reference = distil(cfg, splits, run, tmp_path / "tok")
@@ -297,8 +339,7 @@ def test_distillation_resumes_from_its_last_complete_checkpoint_like_an_uninterr
 
 @pytest.mark.slow  # torchrun start-up dominates
 def test_distill_stage_runs_under_torchrun_and_reports(tiny_config, splits, teacher_dir, tmp_path):
-    cfg = with_distill(tiny_config, student_layers=[1, 3], epochs=1, learning_rate=1e-3, batch_size=16,
-                       report_latency_texts=10)
+    cfg = with_distill(tiny_config, student_layers=[1, 3], epochs=1, learning_rate=1e-3, batch_size=16, report_latency_texts=10)
     outcome = stages.distill(cfg, splits, tmp_path / "distill", teacher_dir=str(teacher_dir))
     assert outcome.plan.layer_map == [1, 3]
     assert json.loads((tmp_path / "distill" / "result.json").read_text())["global_step"] > 0

@@ -47,9 +47,21 @@ def test_tokenisation_is_cached_in_arrow_and_reused(tmp_path, splits_dir, tiny_m
 
 
 def test_training_arguments_follow_the_config(tmp_path):
-    cfg = build_config({"train": {"warmup_ratio": 0.1, "grad_accum_steps": 4, "batch_size": 8,
-                                  "eval_steps": 10, "checkpoint_steps": 30, "keep_checkpoints": 3,
-                                  "ddp_timeout_s": 77, "best_metric": "loss", "seed": 7}}).train
+    cfg = build_config(
+        {
+            "train": {
+                "warmup_ratio": 0.1,
+                "grad_accum_steps": 4,
+                "batch_size": 8,
+                "eval_steps": 10,
+                "checkpoint_steps": 30,
+                "keep_checkpoints": 3,
+                "ddp_timeout_s": 77,
+                "best_metric": "loss",
+                "seed": 7,
+            }
+        }
+    ).train
     args = training_arguments(cfg, tmp_path)
     assert args.get_warmup_steps(200) == 20  # a share of the steps, not 0.1 steps
     assert (args.gradient_accumulation_steps, args.per_device_train_batch_size) == (4, 8)
@@ -74,10 +86,22 @@ def test_last_complete_checkpoint_skips_one_killed_mid_save(tmp_path):
 def test_early_stopping_keeps_the_best_weights(tmp_path, splits_dir, tiny_model):
     """A learning rate of ~0 leaves accuracy flat: no evaluation beats the first, so patience 1
     stops at the second evaluation and the final model is the first evaluation's weights."""
-    cfg = build_config({"train": {"model": str(tiny_model), "epochs": 3, "batch_size": 16, "learning_rate": 1e-12,
-                                  "max_length": 64, "eval_steps": 2, "checkpoint_steps": 100,
-                                  "early_stopping_patience": 1, "grad_accum_steps": 2,
-                                  "logging_steps": 1}}).train
+    cfg = build_config(
+        {
+            "train": {
+                "model": str(tiny_model),
+                "epochs": 3,
+                "batch_size": 16,
+                "learning_rate": 1e-12,
+                "max_length": 64,
+                "eval_steps": 2,
+                "checkpoint_steps": 100,
+                "early_stopping_patience": 1,
+                "grad_accum_steps": 2,
+                "logging_steps": 1,
+            }
+        }
+    ).train
     result = run_training(cfg, splits_dir, tmp_path / "run", tmp_path / "cache")
     assert result is not None
     assert result.global_step == 4  # evaluations at 2 and 4; 3 epochs would be 15 steps
@@ -96,9 +120,20 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, splits_dir, tiny_model)
 def test_freeze_embeddings_keeps_the_word_vectors_and_trains_the_rest(tmp_path, splits_dir, tiny_model, freeze):
     from safetensors.torch import load_file as load
 
-    cfg = build_config({"train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "learning_rate": 1e-2,
-                                  "max_length": 64, "checkpoint_steps": 100, "select_best": False,
-                                  "freeze_embeddings": freeze}}).train
+    cfg = build_config(
+        {
+            "train": {
+                "model": str(tiny_model),
+                "epochs": 1,
+                "batch_size": 16,
+                "learning_rate": 1e-2,
+                "max_length": 64,
+                "checkpoint_steps": 100,
+                "select_best": False,
+                "freeze_embeddings": freeze,
+            }
+        }
+    ).train
     result = run_training(cfg, splits_dir, tmp_path / "run", tmp_path / "cache")
     assert result is not None and result.best_step is not None  # scored, but the last weights are kept
     before = load(str(Path(tiny_model) / "model.safetensors"))

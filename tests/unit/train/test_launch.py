@@ -34,8 +34,14 @@ def test_multi_node_command_uses_the_rendezvous():
     cfg = train_cfg(nproc_per_node=8, nnodes=4, node_rank=2, rdzv_endpoint="node0:29400", ddp_timeout_s=300)
     cmd = torchrun_command(cfg, ["train"], rdzv_id="run-17")
     assert "--standalone" not in cmd
-    for flag in ["--nnodes=4", "--node-rank=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29400",
-                 "--rdzv-id=run-17", "--rdzv-conf=join_timeout=300"]:
+    for flag in [
+        "--nnodes=4",
+        "--node-rank=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=node0:29400",
+        "--rdzv-id=run-17",
+        "--rdzv-conf=join_timeout=300",
+    ]:
         assert flag in cmd
 
 
@@ -48,15 +54,17 @@ def test_cpu_ranks_share_the_cores():
 
 
 def test_last_error_prefers_the_cause_over_torchrun_noise():
-    lines = deque([
-        "[rank1]: Traceback (most recent call last):",
-        '[rank1]:   File "x.py", line 3, in <module>',
-        "[rank1]: RuntimeError: CUDA out of memory on device 1",
-        "E1129 torch.distributed.elastic.multiprocessing.api: failed (exitcode: 1)",
-        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
-        "  error_file: <N/A>",
-        "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html",
-    ])
+    lines = deque(
+        [
+            "[rank1]: Traceback (most recent call last):",
+            '[rank1]:   File "x.py", line 3, in <module>',
+            "[rank1]: RuntimeError: CUDA out of memory on device 1",
+            "E1129 torch.distributed.elastic.multiprocessing.api: failed (exitcode: 1)",
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+            "  error_file: <N/A>",
+            "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html",
+        ]
+    )
     assert _last_error(lines) == "RuntimeError: CUDA out of memory on device 1"
     lines.append("[rank0]: textclf: error: data.source: /nope does not exist")
     assert _last_error(lines) == "data.source: /nope does not exist"

@@ -42,8 +42,10 @@ def test_soft_target_kl_matches_hand_computation_and_torch_kl_div(logits, temper
     student, teacher, _ = logits
     ours = soft_target_kl(student, teacher, temperature)
     assert ours.item() == pytest.approx(reference_kl(student, teacher, temperature), rel=1e-5)
-    torch_ref = F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1),
-                         reduction="batchmean") * temperature**2
+    torch_ref = (
+        F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1), reduction="batchmean")
+        * temperature**2
+    )
     assert ours.item() == pytest.approx(torch_ref.item(), rel=1e-5)
 
 
@@ -52,7 +54,8 @@ def test_soft_target_kl_is_zero_for_identical_and_ignores_row_shifts(logits):
     assert soft_target_kl(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     # Softmax is shift-invariant per row, so adding a constant to the teacher changes nothing.
     assert soft_target_kl(student, teacher + 7.0, 2.0).item() == pytest.approx(
-        soft_target_kl(student, teacher, 2.0).item(), rel=1e-5)
+        soft_target_kl(student, teacher, 2.0).item(), rel=1e-5
+    )
 
 
 def test_hard_ce_matches_negative_log_softmax_of_gold_class(logits):

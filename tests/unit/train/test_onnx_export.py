@@ -74,8 +74,13 @@ def test_parity_check_detects_a_different_model(report, real_texts):
 def test_report_carries_the_onnx_figures(report, tmp_path):
     rep, _ = report
     metrics = rep.metrics()
-    for key in ("student_onnx_latency_p50_ms", "student_onnx_latency_p95_ms", "student_onnx_throughput_b32",
-                "student_onnx_size_mb", "student_onnx_parity_max_abs_diff"):
+    for key in (
+        "student_onnx_latency_p50_ms",
+        "student_onnx_latency_p95_ms",
+        "student_onnx_throughput_b32",
+        "student_onnx_size_mb",
+        "student_onnx_parity_max_abs_diff",
+    ):
         assert key in metrics, key
     assert metrics["student_onnx_latency_p95_ms"] >= metrics["student_onnx_latency_p50_ms"] > 0
     assert metrics["student_onnx_throughput_b32"] > 0 and metrics["student_onnx_size_mb"] > 0

@@ -54,7 +54,7 @@ def test_sampler_follows_set_epoch_unlike_transformers_sampler():
 def test_short_last_batch_stays_last_and_batches_are_whole():
     lengths = lengths_like_reviews(100)
     order = length_grouped_order(lengths, 32, seed=0, epoch=0, megabatch_mult=1)
-    batches = [order[i:i + 32] for i in range(0, 100, 32)]
+    batches = [order[i : i + 32] for i in range(0, 100, 32)]
     assert [len(b) for b in batches] == [32, 32, 32, 4]
     for batch in batches:  # each batch comes from one sorted megabatch: longest first
         assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
