@@ -12,7 +12,7 @@ from prefect.logging import get_logger
 
 from textclf.config import PipelineConfig, build_config
 from textclf.errors import ConfigError
-from textclf.registry import PromotionOutcome
+from textclf.promotion import PromotionOutcome
 
 logger = get_logger("textclf.notify")
 

@@ -11,7 +11,7 @@ from textclf import stages
 from textclf.config import PipelineConfig
 from textclf.evaluate import EvalReport
 from textclf.lineage import Lineage
-from textclf.registry import PromotionOutcome
+from textclf.promotion import PromotionOutcome
 from textclf.tracking import TrackedRun
 from textclf_tasks.notify import notify_promotion
 

@@ -237,7 +237,7 @@ def registry_history(
     overrides: SetOpt = None,
 ) -> None:
     """Every champion decision (gate, promote, rollback), oldest first, with trigger, versions and reason."""
-    from textclf.registry import history, record_json
+    from textclf.promotion import history, record_json
 
     cfg = load_cli_config(config, overrides)
     records = history(cfg.registry_target(), name)
@@ -259,7 +259,7 @@ def registry_promote(
     overrides: SetOpt = None,
 ) -> None:
     """Make VERSION the champion by hand (overrides the gate); refused for unknown or unevaluated versions."""
-    from textclf.registry import promote_version
+    from textclf.promotion import promote_version
 
     cfg = load_cli_config(config, overrides)
     record = promote_version(cfg.registry_target(), cfg.evaluate, version, reason, trigger="cli", actor=_actor())
@@ -269,7 +269,7 @@ def registry_promote(
 @registry_app.command("rollback")
 def registry_rollback(reason: ReasonOpt, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     """Give the champion alias back to the version that served before the current one."""
-    from textclf.registry import rollback
+    from textclf.promotion import rollback
 
     cfg = load_cli_config(config, overrides)
     record = rollback(cfg.registry_target(), cfg.evaluate, reason, trigger="cli", actor=_actor())

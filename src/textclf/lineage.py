@@ -16,7 +16,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from textclf.config import DistillConfig, MlflowTarget
 from textclf.data.sources import content_digest
 from textclf.errors import ModelNotFound
-from textclf.registry import PromotionOutcome, resolve_version
+from textclf.promotion import PromotionOutcome
+from textclf.registry import resolve_version
 from textclf.tracking import TrackedRun, client_for
 from textclf.train.distill import DistillPlan
 

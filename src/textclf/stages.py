@@ -25,7 +25,8 @@ from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 from textclf.evaluate import EvalReport, evaluate_model
 from textclf.lineage import Lineage, record_data_lineage, student_lineage
-from textclf.registry import PromotionOutcome, download_registered, register_and_promote
+from textclf.promotion import PromotionOutcome, register_and_promote
+from textclf.registry import download_registered
 from textclf.settings import cpu_threads
 from textclf.tracking import TrackedRun, start_run
 from textclf.train.distill import DistillPlan, prepare_distillation, resolve_teacher

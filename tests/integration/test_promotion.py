@@ -16,7 +16,7 @@ import mlflow.artifacts
 import pytest
 from typer.testing import CliRunner
 
-from textclf import registry, stages, tracking
+from textclf import promotion, registry, stages, tracking
 from textclf.config import build_config
 from textclf.evaluate import EvalReport, evaluate_model
 
@@ -63,7 +63,7 @@ def scaled(report: EvalReport, factor: float) -> EvalReport:
 
 def candidate(cfg, model_dir, report, splits_dir, trigger="test") -> dict:
     run = stages.start_tracking(cfg, "candidate", {"data.version": "md5-abc123"})
-    result = registry.register_and_promote(
+    result = promotion.register_and_promote(
         cfg.registry_target(),
         cfg.evaluate,
         run.run_id,
@@ -100,10 +100,10 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
     better = candidate(cfg, tiny_classifier, scaled(real_report, 10.0), splits_dir)
     assert better["promoted"] and better["previous_champion"] == "1" and champion(cfg) == "3"
 
-    back = registry.rollback(cfg.registry_target(), cfg.evaluate, "v3 misbehaves in production", actor="oncall")
+    back = promotion.rollback(cfg.registry_target(), cfg.evaluate, "v3 misbehaves in production", actor="oncall")
     assert champion(cfg) == "1" and back.previous_champion == "3" and back.action == "rollback"
 
-    records = registry.history(cfg.registry_target())
+    records = promotion.history(cfg.registry_target())
     assert [(r.seq, r.action, r.decision, r.candidate_version) for r in records] == [
         (1, "gate", "promoted", "1"),
         (2, "gate", "rejected", "2"),
@@ -130,7 +130,7 @@ def test_gate_rollback_history_and_human_actions(cfg, tiny_classifier, splits_di
 
     # The audit record is a run of its own, and the version tags point at it.
     tagged = client.get_model_version(cfg.registry.model_name, "2").tags
-    assert tagged["promotion.audit_run_id"] == registry.history(cfg.registry_target())[-1].audit_run_id
+    assert tagged["promotion.audit_run_id"] == promotion.history(cfg.registry_target())[-1].audit_run_id
     audit_run = client.get_run(tagged["promotion.audit_run_id"])
     assert audit_run.data.tags["audit.decision"] == "promoted" and "candidate.macro_f1" in audit_run.data.metrics
 
@@ -209,7 +209,7 @@ def test_concurrent_promotions_leave_one_consistent_champion(cfg, tiny_classifie
     for t in threads:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads) and errors == []
-    records = registry.history(cfg.registry_target())
+    records = promotion.history(cfg.registry_target())
     assert len(records) == 2 and [r.seq for r in records] == [1, 2]
     assert {r.candidate_version for r in records} == {results["a"]["version"], results["b"]["version"]}
     # The chain is unbroken: each decision saw the champion the previous one left.

@@ -9,8 +9,9 @@ import pytest
 from textclf import audit
 from textclf.audit import DecisionRecord, champion_stack, promotion_lock
 from textclf.config import EvalConfig, build_config
+from textclf.gate import gate_decision, threshold_failures
 from textclf.model_card import UNKNOWN, CardInputs, render_model_card
-from textclf.registry import PromotionRefused, gate_decision, promote_version, rollback, threshold_failures
+from textclf.promotion import PromotionRefused, promote_version, rollback
 
 GOOD = {"accuracy": 0.90, "macro_f1": 0.89, "latency_p95_ms": 12.0}
 

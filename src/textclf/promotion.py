@@ -1,0 +1,287 @@
+"""Champion decisions: the gate against the re-evaluated champion, human promote/rollback, each under the
+promotion lock with an audit record (audit.py), and the register-then-gate step the pipeline runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+
+from textclf import audit
+from textclf.audit import DecisionRecord, promotion_lock
+from textclf.config import EvalConfig, RegistryTarget
+from textclf.errors import TextclfError
+from textclf.evaluate import EvalReport, evaluate_classifier
+from textclf.gate import gate_decision, gate_metrics, threshold_failures, thresholds
+from textclf.registry import (
+    RegisteredVersion,
+    attach_evaluation,
+    current_champion,
+    load_model,
+    model_version_url,
+    recorded_metrics,
+    register_model,
+    version_of,
+)
+from textclf.tracking import client_for
+
+
+class PromotionRefused(TextclfError):
+    """A human promotion or rollback that cannot be done as asked."""
+
+
+@dataclass
+class PromotionOutcome:
+    """What the promote stage did: the registered version, its card, and the gate's audited decision."""
+
+    name: str
+    version: str
+    uri: str
+    model_card: str
+    promoted: bool
+    reason: str
+    previous_champion: str | None
+    champion: str | None
+    audit_run_id: str
+    trigger: str
+    version_url: str | None = None  # the version's page in the MLflow UI of a tracking server
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_version(reg: RegistryTarget, gate: EvalConfig, version: str, data_dir: str | Path, batch_size: int) -> EvalReport:
+    """Download a registered version and evaluate it now on `data_dir`'s test split (same code as the candidate)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pyfunc = load_model(reg.mlflow, f"models:/{reg.name}/{version}", Path(tmp))
+        inner = pyfunc.unwrap_python_model()
+        return evaluate_classifier(inner.model, inner.tokenizer, data_dir, "test", batch_size=batch_size, settings=gate)
+
+
+def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | None) -> DecisionRecord:
+    """Under the lock: compare-and-set the alias to record.candidate_version, then append the audit record."""
+    client = client_for(reg.mlflow)
+    name, alias = reg.name, reg.alias
+    if version_of(current_champion(reg)) != expected:  # re-check right before setting
+        raise PromotionRefused(f"champion of {name} changed concurrently (expected {expected}); retry")
+    if record.promoted:
+        client.set_registered_model_alias(name, alias, record.candidate_version)
+        if version_of(current_champion(reg)) != record.candidate_version:  # a writer without the lock won
+            raise PromotionRefused(f"champion of {name} was set by another writer during promotion; retry")
+    try:
+        record = audit.append_record(reg, record)
+    except Exception:
+        if record.promoted:  # never leave an unaudited alias change behind
+            if expected:
+                client.set_registered_model_alias(name, alias, expected)
+            else:
+                client.delete_registered_model_alias(name, alias)
+        raise
+    tags = {
+        "promotion.decision": record.decision,
+        "promotion.reason": record.reason[:5000],
+        "promotion.time": record.time,
+        "promotion.trigger": record.trigger,
+        "promotion.previous_champion": record.previous_champion or "",
+        "promotion.audit_run_id": record.audit_run_id,
+        "promotion.seq": str(record.seq),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, record.candidate_version, key, value)
+    return record
+
+
+def promote_if_better(
+    reg: RegistryTarget,
+    gate: EvalConfig,
+    candidate: RegisteredVersion,
+    report: EvalReport,
+    data_dir: str | Path,
+    trigger: str,
+    actor: str = "pipeline",
+    candidate_run_id: str | None = None,
+    *,
+    batch_size: int,
+) -> DecisionRecord:
+    """The gate: re-evaluate the champion on the same test split, decide, compare-and-set, audit.
+
+    The champion is evaluated outside the lock (slow); the lock only covers re-check + set + record.
+    If the champion changed meanwhile, evaluate the new one (up to registry.cas_retries times).
+    """
+    candidate_metrics = gate_metrics(report.metrics)
+    retries = reg.settings.cas_retries
+    for _ in range(retries + 1):
+        seen = version_of(current_champion(reg))
+        champion = None
+        if seen is not None and seen != candidate.version:
+            champion = gate_metrics(evaluate_version(reg, gate, seen, data_dir, batch_size).metrics)
+        promoted, reason = gate_decision(candidate_metrics, champion, gate, seen)
+        record = DecisionRecord(
+            model_name=candidate.name,
+            action="gate",
+            promoted=promoted,
+            candidate_version=candidate.version,
+            previous_champion=seen,
+            champion_after=candidate.version if promoted else seen,
+            reason=reason,
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=candidate_metrics,
+            champion_metrics=champion or {},
+            thresholds=thresholds(gate),
+            candidate_run_id=candidate_run_id,
+        )
+        with promotion_lock(reg):
+            if version_of(current_champion(reg)) != seen:
+                continue  # lost the race while evaluating: compare against the new champion
+            return _set_champion(reg, record, seen)
+    with promotion_lock(reg):
+        now = version_of(current_champion(reg))
+        record = DecisionRecord(
+            model_name=candidate.name,
+            action="gate",
+            promoted=False,
+            candidate_version=candidate.version,
+            previous_champion=now,
+            champion_after=now,
+            trigger=trigger,
+            actor=actor,
+            reason=f"champion changed {retries + 1} times while this candidate was compared; "
+            "not promoted (rerun to compare again)",
+            candidate_metrics=candidate_metrics,
+            thresholds=thresholds(gate),
+            candidate_run_id=candidate_run_id,
+        )
+        return _set_champion(reg, record, now)
+
+
+def evaluated_version(reg: RegistryTarget, version: str):
+    """The version, if it exists and carries an evaluation; else a one-line PromotionRefused."""
+    name = reg.name
+    try:
+        mv = client_for(reg.mlflow).get_model_version(name, str(version))
+    except MlflowException:
+        raise PromotionRefused(
+            f"version {version} of model {name} does not exist in {reg.mlflow.uri}; "
+            f"list versions with `textclf registry history {name}`"
+        ) from None
+    if "eval.report" not in (mv.tags or {}):
+        raise PromotionRefused(
+            f"version {version} of model {name} has no evaluation (no eval.report tag); "
+            "only versions registered by the pipeline with a test evaluation can serve"
+        )
+    return mv
+
+
+def promote_version(
+    reg: RegistryTarget, gate: EvalConfig, version: str, reason: str, trigger: str = "cli", actor: str = "unknown"
+) -> DecisionRecord:
+    """A person makes `version` the champion (overriding the gate), with a reason; audited."""
+    if not reason.strip():
+        raise PromotionRefused("a reason is required: --reason 'why this version should serve'")
+    mv = evaluated_version(reg, version)
+    with promotion_lock(reg):
+        current = current_champion(reg)
+        if version_of(current) == str(mv.version):
+            raise PromotionRefused(f"version {version} is already @{reg.alias}")
+        failed = threshold_failures(recorded_metrics(mv), gate)
+        note = f" (overrides failed thresholds: {'; '.join(failed)})" if failed else ""
+        record = DecisionRecord(
+            model_name=reg.name,
+            action="promote",
+            promoted=True,
+            candidate_version=str(mv.version),
+            previous_champion=version_of(current),
+            champion_after=str(mv.version),
+            reason=reason.strip() + note,
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=recorded_metrics(mv),
+            champion_metrics=recorded_metrics(current) if current else {},
+            thresholds=thresholds(gate),
+            candidate_run_id=mv.run_id,
+        )
+        return _set_champion(reg, record, version_of(current))
+
+
+def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = "cli", actor: str = "unknown") -> DecisionRecord:
+    """Restore the champion that served before the current one (per the audit history); audited."""
+    if not reason.strip():
+        raise PromotionRefused("a reason is required: --reason 'what went wrong with the current champion'")
+    name = reg.name
+    with promotion_lock(reg):
+        current = version_of(current_champion(reg))
+        stack = audit.champion_stack(audit.read_history(reg, name))
+        if current is None:
+            raise PromotionRefused(f"model {name} has no @{reg.alias}; nothing to roll back")
+        if not stack or stack[-1] != current:
+            raise PromotionRefused(
+                f"@{reg.alias} (v{current}) was not set through textclf, so "
+                "there is no audited predecessor; use `textclf registry promote VERSION`"
+            )
+        if len(stack) < 2:
+            raise PromotionRefused(f"v{current} is the first audited champion of {name}; nothing to roll back to")
+        target = evaluated_version(reg, stack[-2])
+        mv_current = client_for(reg.mlflow).get_model_version(name, current)
+        record = DecisionRecord(
+            model_name=name,
+            action="rollback",
+            promoted=True,
+            candidate_version=str(target.version),
+            previous_champion=current,
+            champion_after=str(target.version),
+            reason=reason.strip(),
+            trigger=trigger,
+            actor=actor,
+            candidate_metrics=recorded_metrics(target),
+            champion_metrics=recorded_metrics(mv_current),
+            thresholds=thresholds(gate),
+            candidate_run_id=target.run_id,
+        )
+        return _set_champion(reg, record, current)
+
+
+def history(reg: RegistryTarget, name: str | None = None) -> list[DecisionRecord]:
+    return audit.read_history(reg, name or reg.name)
+
+
+def register_and_promote(
+    reg: RegistryTarget,
+    gate: EvalConfig,
+    run_id: str,
+    model_dir: str | Path,
+    report: EvalReport,
+    tags: dict[str, str],
+    data_dir: str | Path,
+    trigger: str,
+    actor: str = "pipeline",
+    eval_dir: Path | None = None,
+    *,
+    batch_size: int,
+) -> PromotionOutcome:
+    """Register the trained model with its lineage, evidence and card, then run the gate on `data_dir`."""
+    version = register_model(reg, run_id, model_dir, tags)
+    card = attach_evaluation(reg, version, report, run_id, eval_dir)
+    record = promote_if_better(
+        reg, gate, version, report, data_dir, trigger, actor, candidate_run_id=run_id, batch_size=batch_size
+    )
+    return PromotionOutcome(
+        name=version.name,
+        version=version.version,
+        uri=version.uri,
+        model_card=card,
+        promoted=record.promoted,
+        reason=record.reason,
+        previous_champion=record.previous_champion,
+        champion=record.champion_after,
+        audit_run_id=record.audit_run_id,
+        trigger=record.trigger,
+        version_url=model_version_url(reg.mlflow, version.name, version.version),
+    )
+
+
+def record_json(records: list[DecisionRecord]) -> str:
+    return "\n".join(json.dumps({**r.to_dict(), "decision": r.decision}, sort_keys=True) for r in records)
