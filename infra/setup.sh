@@ -8,10 +8,13 @@ PYTHON=${PYTHON:-python3}
 EXTRAS=augment,onnx,dask,test,bench,dev
 
 # Installed, or provided by an installed package (nodesource's nodejs provides npm, for one).
+# No pipe into `grep -q`: it stops at the first match, the writer gets SIGPIPE, and pipefail would then call
+# a present package missing (now and then).
 apt_present() {
-  dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q "install ok installed" && return 0
-  dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null \
-    | grep "^install ok installed|" | grep -qE "[|, ]$1( |,|$)"
+  local listing
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ] && return 0
+  listing=$(dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null || true)
+  grep -qE "^install ok installed\|(.*[ ,])?$1( |,|$)" <<<"$listing"
 }
 
 apt_pkgs=$(grep -vE '^\s*(#|$)' infra/apt-packages.txt | tr '\n' ' ' || true)
