@@ -484,6 +484,8 @@ def run_recipe(
     eval_in_train = best.eval_seconds
     if best.last_eval_step != trainer.state.global_step:
         trainer.evaluate()  # score the final weights too, so they compete for "best"
+    if rank == 0 and sink is not None:
+        sink.close()  # the last metrics are in: send what a tracking outage held back (bounded wait)
     tokens_real, tokens_padded = trainer.token_counts()
     # the best weights' folder when they are not the last ones (None: keep the last)
     best_dir = best.best_dir() if cfg.select_best and best.best_step != trainer.state.global_step else None
