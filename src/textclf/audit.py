@@ -51,6 +51,11 @@ class DecisionRecord:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     candidate_run_id: str | None = None
+    # The gate's label verdict: "same", "reordered", "changed" ("" when there was no champion to compare with),
+    # with the champion's classes (its id2label, in id order) and the data's (ClassLabel names).
+    label_verdict: str = ""
+    champion_labels: list[str] = field(default_factory=list)
+    data_labels: list[str] = field(default_factory=list)
     time: str = ""
     seq: int = 0
     audit_run_id: str = ""

@@ -437,6 +437,12 @@ class RegistryConfig(_Section):
         description="Times a promotion re-evaluates against a champion that changed meanwhile "
         "before it gives up and records a rejection.",
     )
+    on_label_change: Literal["wait", "promote"] = Field(
+        "wait",
+        description="When the data's label set differs from the champion's (a class added or removed), the champion "
+        "cannot be compared: 'wait' registers a candidate that passes the absolute thresholds but leaves the alias to "
+        "a person (`textclf registry promote VERSION --reason ...`); 'promote' promotes it on those thresholds alone.",
+    )
 
 
 class TrackingConfig(_Section):

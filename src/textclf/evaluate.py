@@ -12,6 +12,7 @@ from datasets import load_from_disk
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from textclf.config import EvalConfig
+from textclf.gate import compare_labels
 from textclf.modeling import PREDICT_BATCH_SIZE, Predictions, load_trained, predict_proba, saved_max_length
 from textclf.timing import measure_speed
 
@@ -89,7 +90,8 @@ class EvalReport:
     n: int
     metrics: dict[str, float]
     seconds: float
-    labels: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # the data's classes, in id order
+    model_labels: list[str] = field(default_factory=list)  # the model's own order (its predictions were mapped by name)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: list[list[int]] = field(default_factory=list)
     calibration: list[dict] = field(default_factory=list)
@@ -174,9 +176,10 @@ def evaluate_predictions(
 class SplitPredictions:
     texts: list[str]
     y_true: list[int]
-    labels: list[str]  # class names in id order
-    preds: Predictions
+    labels: list[str]  # the data's class names in id order
+    preds: Predictions  # columns in the data's id order, mapped by name from the model's
     seconds: float  # prediction wall time
+    model_labels: list[str] = field(default_factory=list)  # the model's class names in its own id order
 
 
 def predict_split(
@@ -188,14 +191,23 @@ def predict_split(
     max_length: int | None = None,
     progress=None,
 ) -> SplitPredictions:
-    """Predict `split` of the saved splits as evaluation scores it; max_length None: the model's saved one."""
+    """Predict `split` of the saved splits as evaluation scores it; max_length None: the model's saved one.
+
+    Classes are matched by name (the model's id2label vs the split's ClassLabel names), never by id: a model whose
+    classes are the data's in another order has its probabilities re-ordered; another set raises LabelSetChanged.
+    """
     dataset = load_from_disk(str(data_dir))[split]
+    model_labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    feature = dataset.features["label"]
+    labels = list(feature.names) if hasattr(feature, "names") else model_labels
+    order = compare_labels(model_labels, labels).column_order()  # before predicting: fail fast
     texts = list(dataset["text"])
     started = time.perf_counter()
     preds = predict_proba(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
     seconds = time.perf_counter() - started
-    labels = dataset.features["label"].names if hasattr(dataset.features["label"], "names") else preds.labels
-    return SplitPredictions(texts, list(dataset["label"]), labels, preds, seconds)
+    if order != list(range(len(order))):
+        preds = Predictions(probs=preds.probs[:, order], labels=labels)
+    return SplitPredictions(texts, list(dataset["label"]), labels, preds, seconds, model_labels)
 
 
 def evaluate_classifier(
@@ -220,6 +232,7 @@ def evaluate_classifier(
         out.texts, out.y_true, out.preds.probs, out.labels, split, settings.calibration_bins, settings.mistakes_top_k
     )
     report.seconds = out.seconds
+    report.model_labels = out.model_labels
     report.metrics["texts_per_s"] = len(out.texts) / out.seconds if out.seconds > 0 else 0.0
     speed = measure_speed(
         model,

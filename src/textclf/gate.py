@@ -1,8 +1,13 @@
-"""The promotion gate's rules, pure: absolute thresholds, then the margin over the champion measured now."""
+"""The promotion gate's rules, pure: absolute thresholds, then the margin over the champion measured now,
+and whether the champion can be measured at all on the data's label space."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from textclf.config import EvalConfig
+from textclf.errors import TextclfError
 
 GATE_KEYS = ("accuracy", "macro_f1", "latency_p95_ms")
 
@@ -53,3 +58,84 @@ def gate_decision(
 
 def gate_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(metrics[k]) for k in sorted(metrics) if not k.startswith("texts_per_s")}
+
+
+@dataclass(frozen=True)
+class LabelVerdict:
+    """How a model's classes (its config's id2label, in id order) relate to the data's (ClassLabel names)."""
+
+    model: list[str]
+    data: list[str]
+
+    @property
+    def kind(self) -> Literal["same", "reordered", "changed"]:
+        if self.model == self.data:
+            return "same"
+        if sorted(self.model) == sorted(self.data) and len(set(self.data)) == len(self.data):
+            return "reordered"
+        return "changed"
+
+    @property
+    def comparable(self) -> bool:
+        return self.kind != "changed"
+
+    def column_order(self) -> list[int]:
+        """For each data id, the model's column of that class: probs[:, column_order()] is in data id order."""
+        if not self.comparable:
+            raise LabelSetChanged(self)
+        return [self.model.index(name) for name in self.data]
+
+    def note(self) -> str:
+        """The verdict as the decision's reason states it ('' when the lists are equal)."""
+        both = f"(champion: {self.model}, data: {self.data})"
+        if self.kind == "reordered":
+            return f"label order differed: champion's predictions mapped to the data's ids by name {both}"
+        if self.kind == "changed":
+            return f"label set changed: champion not comparable {both}"
+        return ""
+
+
+class LabelSetChanged(TextclfError):
+    """A model cannot be scored on data whose label set differs from its own."""
+
+    def __init__(self, verdict: LabelVerdict):
+        super().__init__(
+            f"the model's classes {verdict.model} are not the data's {verdict.data}: "
+            "it cannot be scored on this data (a class was added or removed)"
+        )
+        self.verdict = verdict
+
+
+def compare_labels(model: list[str], data: list[str]) -> LabelVerdict:
+    return LabelVerdict(list(model), list(data))
+
+
+def label_aware_decision(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    labels: LabelVerdict | None,
+    cfg: EvalConfig,
+    on_label_change: Literal["wait", "promote"],
+    champion_version: str | None = None,
+) -> tuple[bool, str]:
+    """(promote?, reason) given how the champion's classes relate to the data's (None: no champion).
+
+    Same classes: `gate_decision`. Reordered: the same, on the champion's predictions mapped by name (the reason
+    says so). Changed: the champion is not comparable, so only the absolute thresholds gate, and a candidate that
+    passes them is promoted only if `on_label_change` is 'promote' (else a person decides).
+    """
+    if labels is None or labels.kind == "same":
+        return gate_decision(candidate, champion, cfg, champion_version)
+    if labels.comparable:
+        promoted, reason = gate_decision(candidate, champion, cfg, champion_version)
+        return promoted, f"{labels.note()}; {reason}"
+    head = f"{labels.note()}; gated on absolute thresholds only"
+    failed = threshold_failures(candidate, cfg)
+    if failed:
+        return False, f"{head}; fails thresholds: " + "; ".join(failed)
+    if on_label_change == "promote":
+        return True, f"{head}; passes thresholds; promoted (registry.on_label_change=promote)"
+    return False, (
+        f"{head}; passes thresholds; not promoted (registry.on_label_change=wait): the champion stays until "
+        "a person runs `textclf registry promote VERSION --reason ...`"
+    )

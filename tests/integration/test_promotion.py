@@ -216,3 +216,116 @@ def test_concurrent_promotions_leave_one_consistent_champion(cfg, tiny_classifie
     assert records[0].previous_champion is None and records[1].previous_champion == records[0].champion_after
     assert champion(cfg) == records[1].champion_after
     assert records[1].champion_metrics, "the second decision compared against the first's champion"
+
+
+# Label spaces: the gate compares classes by name. 'mixed' sorts first, so adding it shifts every old id.
+TWO = ["negative", "positive"]
+THREE = ["mixed", "negative", "positive"]
+
+
+@pytest.fixture(scope="module")
+def three_class(tmp_path_factory, tiny_model, splits_dir):
+    """(classifier folder, splits folder, evaluation) of a 3-class drop: every other negative row becomes 'mixed'."""
+    import torch
+    from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
+
+    from textclf.config import EvalConfig
+    from textclf.modeling import load_classifier
+
+    old = load_from_disk(str(splits_dir))
+    new = {}
+    for name, split in old.items():
+        names, negatives = [], 0
+        for i in split["label"]:
+            negatives += TWO[i] == "negative"
+            names.append("mixed" if TWO[i] == "negative" and negatives % 2 else TWO[i])
+        features = split.features.copy()
+        features["label"] = ClassLabel(names=THREE)
+        new[name] = Dataset.from_dict({**split.to_dict(), "label": [THREE.index(n) for n in names]}, features=features)
+    data = tmp_path_factory.mktemp("splits3") / "splits"
+    DatasetDict(new).save_to_disk(str(data))
+
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(str(tiny_model), THREE)
+    folder = tmp_path_factory.mktemp("tiny-clf3")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, data, evaluate_model(folder, data, "test", 16, settings=EvalConfig(**FAST_EVAL))
+
+
+def reordered_copy(src, dest, order: list[str]):
+    """The same classifier with its classes listed in `order`: head rows permuted, so it predicts the same names."""
+    import torch
+
+    from textclf.modeling import load_trained
+
+    model, tokenizer = load_trained(src)
+    rows = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    index = [rows.index(name) for name in order]
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight[index].clone())
+        model.classifier.bias.copy_(model.classifier.bias[index].clone())
+    model.config.id2label = dict(enumerate(order))
+    model.config.label2id = {name: i for i, name in enumerate(order)}
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+def test_a_changed_label_set_is_recorded_and_waits_unless_configured(cfg, tiny_classifier, splits_dir, real_report, three_class):
+    clf3, splits3, report3 = three_class
+    reg = cfg.registry_target()
+    assert candidate(cfg, tiny_classifier, real_report, splits_dir)["promoted"]  # v1: a 2-class champion
+    first = promotion.history(reg)[0]
+    assert first.label_verdict == "" and first.champion_labels == [] and first.data_labels == TWO
+
+    added = candidate(cfg, clf3, report3, splits3)  # v2: a class was added (default registry.on_label_change=wait)
+    assert not added["promoted"] and champion(cfg) == "1"
+    assert added["reason"].startswith(
+        f"label set changed: champion not comparable (champion: {TWO}, data: {THREE}); gated on absolute thresholds only; "
+        "passes thresholds; not promoted (registry.on_label_change=wait)"
+    )
+    record = promotion.history(reg)[-1]
+    assert (record.label_verdict, record.champion_labels, record.data_labels) == ("changed", TWO, THREE)
+    assert record.champion_metrics == {} and record.thresholds["on_label_change"] == "wait"
+    assert record.candidate_metrics["macro_f1"] == pytest.approx(report3.metrics["macro_f1"])
+
+    # A person promotes the waiting candidate, as the reason says.
+    promotion.promote_version(reg, cfg.evaluate, added["version"], "mixed class reviewed", actor="qa")
+    assert champion(cfg) == "2"
+
+    # A class removed, under registry.on_label_change=promote: a 2-class candidate vs the 3-class champion.
+    tree = cfg.to_dict()
+    tree["registry"]["on_label_change"] = "promote"
+    eager = build_config(tree)
+    removed = candidate(eager, tiny_classifier, real_report, splits_dir)
+    assert removed["promoted"] and removed["previous_champion"] == "2" and champion(cfg) == removed["version"] == "3"
+    assert removed["reason"].startswith(f"label set changed: champion not comparable (champion: {THREE}, data: {TWO})")
+    assert "registry.on_label_change=promote" in removed["reason"]
+    record = promotion.history(reg)[-1]
+    assert (record.label_verdict, record.champion_labels, record.data_labels) == ("changed", THREE, TWO)
+    assert [r.decision for r in promotion.history(reg)] == ["promoted", "rejected", "promoted", "promoted"]
+
+
+def test_a_champion_with_reordered_labels_scores_as_in_the_original_order(cfg, three_class, tmp_path):
+    from textclf.config import EvalConfig
+
+    clf3, splits3, report3 = three_class
+    order = ["positive", "mixed", "negative"]
+    shuffled = reordered_copy(clf3, tmp_path / "reordered", order)
+    reference = evaluate_model(clf3, splits3, "test", 16, settings=EvalConfig(**FAST_EVAL))
+    mapped = evaluate_model(shuffled, splits3, "test", 16, settings=EvalConfig(**FAST_EVAL))
+    assert mapped.model_labels == order and mapped.labels == reference.labels == THREE
+    assert mapped.confusion == reference.confusion and list(mapped.per_class) == THREE
+    assert all(mapped.per_class[name] == pytest.approx(reference.per_class[name]) for name in THREE)
+
+    assert candidate(cfg, shuffled, report3, splits3)["promoted"]  # v1: the reordered champion
+    result = candidate(cfg, clf3, report3, splits3)
+    record = promotion.history(cfg.registry_target())[-1]
+    assert (record.label_verdict, record.champion_labels, record.data_labels) == ("reordered", order, THREE)
+    assert result["reason"].startswith(
+        f"label order differed: champion's predictions mapped to the data's ids by name (champion: {order}, data: {THREE}); "
+        "passes thresholds; macro_f1"
+    )
+    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_recall", "ece"):
+        assert record.champion_metrics[key] == pytest.approx(reference.metrics[key], abs=1e-6), key

@@ -11,6 +11,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,13 @@ from datasets import Dataset, DatasetDict, Features, Value
 
 from textclf.augment.backtranslate import Translator, backtranslator_for, make_translator
 from textclf.augment.cache import AugmentCache
-from textclf.augment.filters import OutputFilter, label_consistent, screen
+from textclf.augment.filters import OutputFilter, screen
 from textclf.augment.report import AugmentReport
 from textclf.augment.synonyms import SynonymReplacer, load_tagger, load_wordnet
 from textclf.config import AugmentConfig
+
+if TYPE_CHECKING:  # types only: modeling imports torch, which planning and fan-out never need
+    from textclf.modeling import Predictions
 
 SYNONYM, BACKTRANSLATION, ORIGINAL = "synonym", "backtranslation", "original"
 N_PAIRS = 20
@@ -128,6 +132,22 @@ def _plan_split(texts: list[str], labels: list[str], cfg: AugmentConfig):
     return bt_rows, syn_rows, dict(Counter(r for r in reasons if r))
 
 
+def label_consistent_by_name(
+    texts: list[str], names: list[str], predict_proba: Callable[[list[str]], Predictions], min_confidence: float
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(keep mask, label -> rows left unchecked): keep a row if the classifier gives its label, matched to a
+    column by class name, probability >= min_confidence. Rows of a class the classifier lacks cannot be
+    checked: they are kept, and counted."""
+    if not texts:
+        return np.zeros(0, dtype=bool), {}
+    preds = predict_proba(list(texts))  # probs [n_texts, n_model_classes], labels: the model's names
+    column = {name: i for i, name in enumerate(preds.labels)}
+    known = np.array([name in column for name in names], dtype=bool)
+    own = np.asarray(preds.probs)[np.arange(len(texts)), [column.get(name, 0) for name in names]]
+    unchecked = Counter(name for name in names if name not in column)
+    return ~known | (own >= min_confidence), dict(sorted(unchecked.items()))
+
+
 def backtranslation_sources(splits: DatasetDict, cfg: AugmentConfig) -> list[str]:
     """The training texts `augment_train_split` will back-translate with this config (for fan-out)."""
     train = splits["train"]
@@ -143,7 +163,7 @@ def augment_train_split(
     cache: AugmentCache | None = None,
     threads: int = 1,
     translator: Translator | None = None,
-    predict_proba: Callable[[list[str]], np.ndarray] | None = None,
+    predict_proba: Callable[[list[str]], Predictions] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[DatasetDict, AugmentReport]:
     """The augmented splits (only `train` changes) and a report of what was done."""
@@ -181,13 +201,22 @@ def augment_train_split(
         kept[op] = [(i, o) for i, o in items if filt.keep(texts[i], o) and o is not None]  # keep() drops None
         report.dropped[op] = dict(Counter(filt.dropped) - before)
     if predict_proba is not None:
+        unchecked: Counter[str] = Counter()
         for op, rows in kept.items():
-            mask = label_consistent(
-                [o for _, o in rows], [label_ids[i] for i, _ in rows], predict_proba, cfg.label_filter.min_confidence
+            mask, missing = label_consistent_by_name(
+                [o for _, o in rows], [labels[i] for i, _ in rows], predict_proba, cfg.label_filter.min_confidence
             )
+            unchecked.update(missing)
             kept[op] = [row for row, ok in zip(rows, mask, strict=True) if ok]
             if (~mask).sum():
                 report.dropped[op]["label_consistency"] = int((~mask).sum())
+        if unchecked:
+            note = (
+                f"label filter: the classifier has no class {sorted(unchecked)}; "
+                f"{sum(unchecked.values())} augmented rows of it kept unchecked"
+            )
+            report.notes.append(note)
+            log(f"[augment] {note}")
     report.added = {op: dict(sorted(Counter(labels[i] for i, _ in items).items())) for op, items in kept.items()}
     report.pairs = _pairs(kept, texts, labels)
     augmented_train = _with_rows(train, kept)
