@@ -48,15 +48,17 @@ def predict(
     overrides: SetOpt = None,
 ) -> None:
     """Print label and score for each text."""
-    import pandas as pd
+    import tempfile
 
-    from textclf.registry import champion_uri, load_model
+    from textclf.modeling import predict_proba, saved_max_length
+    from textclf.registry import champion_uri, load_registered
 
     cfg = load_cli_config(config, overrides)
     uri = model or champion_uri(cfg.registry_target())
-    classifier = load_model(cfg.tracking_target(), uri)
-    out = classifier.predict(pd.DataFrame({"text": texts}))
-    for text, label, score in zip(texts, out["label"], out["score"], strict=True):
+    with tempfile.TemporaryDirectory() as tmp:  # weights from safetensors; the model's code file is not run
+        classifier, tokenizer, _ = load_registered(cfg.tracking_target(), uri, Path(tmp))
+        preds = predict_proba(classifier, tokenizer, texts, max_length=saved_max_length(tokenizer))
+    for text, label, score in zip(texts, preds.names, preds.scores, strict=True):
         typer.echo(f"{label}\t{score:.4f}\t{text}")
 
 
@@ -85,12 +87,14 @@ def train(
 
 
 def _rank_sink(cfg, out: Path, mlflow_run_id: str | None):
-    """Inside a torchrun rank: metrics to OUT/metrics.jsonl and, with a run id, to MLflow (rank 0 only)."""
+    """Inside a torchrun rank: metrics to OUT/metrics.jsonl and, with a run id, to MLflow (rank 0 only; what a
+    tracking outage holds back is sent later, and is in metrics.jsonl in any case)."""
     from textclf.tracking import FanoutSink, JsonlSink, MetricSink, MlflowSink
 
-    sinks: list[MetricSink] = [JsonlSink(out / "metrics.jsonl")]
+    jsonl = out / "metrics.jsonl"
+    sinks: list[MetricSink] = [JsonlSink(jsonl)]
     if mlflow_run_id:
-        sinks.append(MlflowSink(cfg.mlflow_uri(), mlflow_run_id))
+        sinks.append(MlflowSink(cfg.mlflow_uri(), mlflow_run_id, kept_in=jsonl))
     return FanoutSink(*sinks)
 
 

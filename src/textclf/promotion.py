@@ -15,12 +15,20 @@ from textclf.audit import DecisionRecord, promotion_lock
 from textclf.config import EvalConfig, RegistryTarget
 from textclf.errors import TextclfError
 from textclf.evaluate import EvalReport, evaluate_classifier
-from textclf.gate import gate_decision, gate_metrics, threshold_failures, thresholds
+from textclf.gate import (
+    LabelSetChanged,
+    LabelVerdict,
+    compare_labels,
+    gate_metrics,
+    label_aware_decision,
+    threshold_failures,
+    thresholds,
+)
 from textclf.registry import (
     RegisteredVersion,
     attach_evaluation,
     current_champion,
-    load_model,
+    load_registered,
     model_version_url,
     recorded_metrics,
     register_model,
@@ -54,11 +62,12 @@ class PromotionOutcome:
 
 
 def evaluate_version(reg: RegistryTarget, gate: EvalConfig, version: str, data_dir: str | Path, batch_size: int) -> EvalReport:
-    """Download a registered version and evaluate it now on `data_dir`'s test split (same code as the candidate)."""
+    """Download a registered version and evaluate it now on `data_dir`'s test split (same code as the candidate).
+
+    Its weights load from safetensors (`registry.load_registered`): the version's code is never run."""
     with tempfile.TemporaryDirectory() as tmp:
-        pyfunc = load_model(reg.mlflow, f"models:/{reg.name}/{version}", Path(tmp))
-        inner = pyfunc.unwrap_python_model()
-        return evaluate_classifier(inner.model, inner.tokenizer, data_dir, "test", batch_size=batch_size, settings=gate)
+        model, tokenizer, _ = load_registered(reg.mlflow, f"models:/{reg.name}/{version}", Path(tmp))
+        return evaluate_classifier(model, tokenizer, data_dir, "test", batch_size=batch_size, settings=gate)
 
 
 def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | None) -> DecisionRecord:
@@ -94,6 +103,20 @@ def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | N
     return record
 
 
+def measure_champion(
+    reg: RegistryTarget, gate: EvalConfig, version: str, data_dir: str | Path, batch_size: int
+) -> tuple[dict[str, float], LabelVerdict]:
+    """The champion's gate metrics measured now on `data_dir`, with how its classes relate to the data's.
+
+    Scored by class name (evaluate.predict_split); a champion with another label set cannot be scored: no metrics.
+    """
+    try:
+        measured = evaluate_version(reg, gate, version, data_dir, batch_size)
+    except LabelSetChanged as changed:
+        return {}, changed.verdict
+    return gate_metrics(measured.metrics), compare_labels(measured.model_labels or measured.labels, measured.labels)
+
+
 def promote_if_better(
     reg: RegistryTarget,
     gate: EvalConfig,
@@ -110,15 +133,19 @@ def promote_if_better(
 
     The champion is evaluated outside the lock (slow); the lock only covers re-check + set + record.
     If the champion changed meanwhile, evaluate the new one (up to registry.cas_retries times).
+    Classes are compared by name: a champion with another label set is not comparable, and the candidate is
+    gated on the absolute thresholds, promoted only if `registry.on_label_change` is 'promote'.
     """
     candidate_metrics = gate_metrics(report.metrics)
     retries = reg.settings.cas_retries
+    limits = {**thresholds(gate), "on_label_change": reg.settings.on_label_change}
     for _ in range(retries + 1):
         seen = version_of(current_champion(reg))
-        champion = None
+        champion: dict[str, float] | None = None
+        labels: LabelVerdict | None = None
         if seen is not None and seen != candidate.version:
-            champion = gate_metrics(evaluate_version(reg, gate, seen, data_dir, batch_size).metrics)
-        promoted, reason = gate_decision(candidate_metrics, champion, gate, seen)
+            champion, labels = measure_champion(reg, gate, seen, data_dir, batch_size)
+        promoted, reason = label_aware_decision(candidate_metrics, champion, labels, gate, reg.settings.on_label_change, seen)
         record = DecisionRecord(
             model_name=candidate.name,
             action="gate",
@@ -131,8 +158,11 @@ def promote_if_better(
             actor=actor,
             candidate_metrics=candidate_metrics,
             champion_metrics=champion or {},
-            thresholds=thresholds(gate),
+            thresholds=limits,
             candidate_run_id=candidate_run_id,
+            label_verdict=labels.kind if labels else "",
+            champion_labels=labels.model if labels else [],
+            data_labels=labels.data if labels else list(report.labels),
         )
         with promotion_lock(reg):
             if version_of(current_champion(reg)) != seen:

@@ -18,7 +18,8 @@ from textclf.errors import ModelNotFound
 from textclf.evaluate import REPORT_FILE, EvalReport
 from textclf.gate import gate_metrics
 from textclf.model_card import CardInputs, render_model_card
-from textclf.serving import load_pyfunc, save_pyfunc
+from textclf.modeling import load_trained
+from textclf.serving import classifier_folder, save_pyfunc
 from textclf.tracking import client_for, ui_base
 
 MODEL_ARTIFACT_PATH = "model"
@@ -44,7 +45,7 @@ def model_version_url(target: MlflowTarget, name: str, version: str) -> str | No
 def register_model(
     reg: RegistryTarget, run_id: str, model_dir: str | Path, tags: dict[str, str] | None = None
 ) -> RegisteredVersion:
-    """Log the model folder as a pyfunc model to the run and create a registry version from it."""
+    """Log the model folder as a pyfunc model (models-from-code, no pickle) to the run and create a registry version from it."""
     client = client_for(reg.mlflow)
     artifact_path, n = MODEL_ARTIFACT_PATH, 1
     while client.list_artifacts(run_id, artifact_path):  # a further model from the same run (e.g. a student)
@@ -193,11 +194,15 @@ def download_registered(target: MlflowTarget, uri: str, dest: Path) -> tuple[Pat
     """A `models:/` URI's Hugging Face model folder and its "name/version" (e.g. a distillation teacher)."""
     version = resolve_version(target, uri)
     local = download_model(target, f"models:/{version.name}/{version.version}", dest)  # pinned: an alias may move
-    found = sorted(p.parent for p in local.rglob("config.json") if any(p.parent.glob("*.safetensors")))
-    if not found:
-        raise ModelNotFound(f"{uri}: the registered model holds no Hugging Face model folder")
-    return found[0], f"{version.name}/{version.version}"
+    return classifier_folder(local, uri), f"{version.name}/{version.version}"
 
 
-def load_model(target: MlflowTarget, uri: str, dest: Path | None = None):
-    return load_pyfunc(download_model(target, uri, dest))
+def load_registered(target: MlflowTarget, uri: str, dest: Path):
+    """(model, tokenizer, folder) of a model URI (`models:/`, `runs:/` or a local folder): its artifacts are
+    downloaded and the Hugging Face folder in them loads from safetensors; the model's code file is never run."""
+    if uri.startswith("models:/"):
+        folder, _ = download_registered(target, uri, dest)
+    else:
+        folder = classifier_folder(download_model(target, uri, dest), uri)
+    model, tokenizer = load_trained(folder)
+    return model, tokenizer, folder

@@ -66,11 +66,14 @@ def test_model_is_logged_loadable_and_registered_as_champion(flow_run):
     champion = client.get_model_version_by_alias(cfg.registry.model_name, cfg.registry.champion_alias)
     assert champion.run_id == summary["mlflow_run_id"]
     assert str(summary["registry"]["version"]) == str(champion.version)
-    # pyfunc artifacts: model/MLmodel + model/artifacts/<classifier folder>/{safetensors, tokenizer, config}
+    # pyfunc artifacts: model/{MLmodel, pyfunc_model.py (models-from-code)} + model/artifacts/<classifier folder>/
+    # {safetensors, tokenizer, config}; no pickle
     (folder,) = [a.path for a in client.list_artifacts(champion.run_id, "model/artifacts") if a.is_dir]
     files = {Path(a.path).name for a in client.list_artifacts(champion.run_id, folder)}
     assert {"model.safetensors", "tokenizer.json", "config.json"} <= files
-    assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(champion.run_id, "model")}
+    top = {Path(a.path).name for a in client.list_artifacts(champion.run_id, "model")}
+    assert {"MLmodel", "pyfunc_model.py"} <= top
+    assert not [name for name in top | files if name.endswith((".pkl", ".bin"))], top | files
 
 
 def test_predict_cli_prints_a_label_per_text(flow_run):

@@ -1,19 +1,24 @@
-"""The registered pyfunc predicts what evaluation scored: the saved model carries train.max_length."""
+"""The registered pyfunc predicts what evaluation scored: the saved model carries train.max_length; it is
+logged as code (models-from-code), never as a pickle, and pickled weights are refused."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import yaml
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from textclf.config import EvalConfig, build_config
+from textclf.errors import ModelNotFound
 from textclf.evaluate import evaluate_model, predict_split
 from textclf.modeling import load_trained, predict_proba, saved_max_length
-from textclf.serving import save_pyfunc
+from textclf.serving import MODEL_CODE, classifier_folder, save_pyfunc
 from textclf.train.finetune import run_training
 
 
@@ -82,3 +87,32 @@ def test_pyfunc_predicts_what_evaluation_scored_on_long_texts(tmp_path, trained_
     truncated = predict_proba(model, tokenizer, texts, max_length=128)
     assert len(set(truncated.scores.tolist())) == 1
     assert len(set(served["score"].tolist())) > 1
+
+
+def test_the_saved_model_is_code_and_safetensors_without_a_pickle(tmp_path, tiny_classifier):
+    saved = save_pyfunc(Path(tiny_classifier), tmp_path / "pyfunc")
+    files = {p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".bin", ".pt", ".pth"))], files
+    folder = f"artifacts/{Path(tiny_classifier).name}"
+    assert {"MLmodel", f"{folder}/model.safetensors", f"{folder}/tokenizer.json", f"{folder}/config.json"} <= files
+    # the model's code is this package's fixed file, run by MLflow's code-model loader
+    assert (saved / MODEL_CODE.name).read_text() == MODEL_CODE.read_text()
+    flavor = yaml.safe_load((saved / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
+    assert classifier_folder(saved, "saved") == saved / folder
+
+
+def test_pickled_weights_are_refused_in_one_line(tmp_path, tiny_classifier):
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_classifier, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save({"w": torch.zeros(1)}, pickled / "pytorch_model.bin")
+    for call in (lambda: classifier_folder(tmp_path, "models:/textclf/7"), lambda: save_pyfunc(pickled, tmp_path / "out")):
+        with pytest.raises(ModelNotFound) as err:
+            call()
+        assert "pytorch_model.bin" in str(err.value) and "\n" not in str(err.value)
+    with_both = tmp_path / "both"
+    shutil.copytree(tiny_classifier, with_both)
+    (with_both / "extra.pkl").write_bytes(b"")
+    with pytest.raises(ModelNotFound, match="extra.pkl"):
+        save_pyfunc(with_both, tmp_path / "out2")
