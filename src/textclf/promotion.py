@@ -292,12 +292,20 @@ def register_and_promote(
     *,
     batch_size: int,
 ) -> PromotionOutcome:
-    """Register the trained model with its lineage, evidence and card, then run the gate on `data_dir`."""
+    """Register the trained model with its lineage, evidence and card, then run the gate on `data_dir`.
+
+    Idempotent: a retry (of the task or of the flow run) finds the version this run registered and the gate
+    decision already recorded for it, and returns them: one version and one decision per run and name.
+    """
     version = register_model(reg, run_id, model_dir, tags)
     card = attach_evaluation(reg, version, report, run_id, eval_dir)
-    record = promote_if_better(
-        reg, gate, version, report, data_dir, trigger, actor, candidate_run_id=run_id, batch_size=batch_size
-    )
+    decided = [r for r in audit.read_history(reg, version.name) if r.action == "gate" and r.candidate_version == version.version]
+    if decided:
+        record = decided[0]
+    else:
+        record = promote_if_better(
+            reg, gate, version, report, data_dir, trigger, actor, candidate_run_id=run_id, batch_size=batch_size
+        )
     return PromotionOutcome(
         name=version.name,
         version=version.version,

@@ -14,7 +14,7 @@ import mlflow.artifacts
 from mlflow.exceptions import MlflowException
 
 from textclf.config import MlflowTarget, RegistryTarget
-from textclf.errors import ModelNotFound
+from textclf.errors import ModelNotFound, TextclfError
 from textclf.evaluate import REPORT_FILE, EvalReport
 from textclf.gate import gate_metrics
 from textclf.model_card import CardInputs, render_model_card
@@ -24,6 +24,12 @@ from textclf.tracking import client_for, ui_base
 
 MODEL_ARTIFACT_PATH = "model"
 EVAL_ARTIFACT_PATH = "evaluation"
+
+
+class ChampionUnreadable(TextclfError):
+    """The champion alias could not be read (not: does not exist)."""
+
+    exit_code = 6
 
 
 @dataclass
@@ -45,8 +51,15 @@ def model_version_url(target: MlflowTarget, name: str, version: str) -> str | No
 def register_model(
     reg: RegistryTarget, run_id: str, model_dir: str | Path, tags: dict[str, str] | None = None
 ) -> RegisteredVersion:
-    """Log the model folder as a pyfunc model (models-from-code, no pickle) to the run and create a registry version from it."""
+    """Log the model folder as a pyfunc model (models-from-code, no pickle) to the run and create a registry version from it.
+
+    Idempotent per training run and registered name: a retried task or flow run gets the version it registered
+    before, not a second one.
+    """
     client = client_for(reg.mlflow)
+    earlier = registered_from(reg, run_id)
+    if earlier is not None:
+        return earlier
     artifact_path, n = MODEL_ARTIFACT_PATH, 1
     while client.list_artifacts(run_id, artifact_path):  # a further model from the same run (e.g. a student)
         n += 1
@@ -68,6 +81,20 @@ def register_model(
             client.get_registered_model(name)
     version = client.create_model_version(name=name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags or {})
     return RegisteredVersion(name=name, version=str(version.version), uri=f"models:/{name}/{version.version}")
+
+
+def registered_from(reg: RegistryTarget, run_id: str) -> RegisteredVersion | None:
+    """The version of `reg.name` registered from MLflow run `run_id`, if any (the oldest, should there be more)."""
+    try:
+        found = client_for(reg.mlflow).search_model_versions(f"name = '{reg.name}' and run_id = '{run_id}'")
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if not found:
+        return None
+    first = min(found, key=lambda mv: int(mv.version))
+    return RegisteredVersion(name=reg.name, version=str(first.version), uri=f"models:/{reg.name}/{first.version}")
 
 
 def attach_evaluation(
@@ -133,11 +160,29 @@ def _attach_model_card(reg: RegistryTarget, version: RegisteredVersion, report: 
 
 
 def current_champion(reg: RegistryTarget):
-    """The model version holding the champion alias, or None."""
+    """The model version holding the champion alias, or None when the model or the alias does not exist.
+
+    Fails closed: any other error (server down, permissions) raises, so no decision is taken on a champion
+    that could not be read.
+    """
     try:
         return client_for(reg.mlflow).get_model_version_by_alias(reg.name, reg.alias)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if _missing(err):
+            return None
+        first = " ".join(str(err).split())[:300]
+        raise ChampionUnreadable(
+            f"could not read @{reg.alias} of {reg.name} from {reg.mlflow.uri}: {first}; no champion decision "
+            "is taken without it: check the tracking server and retry"
+        ) from None
+
+
+def _missing(err: MlflowException) -> bool:
+    """The registered model or its alias does not exist (MLflow answers an unknown alias with 400)."""
+    if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    text = str(err).lower()
+    return err.error_code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
 
 
 def version_of(mv) -> str | None:

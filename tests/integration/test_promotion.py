@@ -329,3 +329,56 @@ def test_a_champion_with_reordered_labels_scores_as_in_the_original_order(cfg, t
     )
     for key in ("accuracy", "macro_f1", "weighted_f1", "macro_recall", "ece"):
         assert record.champion_metrics[key] == pytest.approx(reference.metrics[key], abs=1e-6), key
+
+
+def test_a_retried_promotion_registers_one_version_and_takes_one_decision(cfg, tiny_classifier, splits_dir, real_report):
+    """A retried promote task (or flow run) of the same training run: the same version and decision come back."""
+    reg = cfg.registry_target()
+    run = stages.start_tracking(cfg, "candidate", {})
+
+    def promote_once():
+        return promotion.register_and_promote(
+            reg,
+            cfg.evaluate,
+            run.run_id,
+            tiny_classifier,
+            real_report,
+            {},
+            splits_dir,
+            "retry-test",
+            batch_size=cfg.train.eval_batch_size,
+        )
+
+    first, again = promote_once(), promote_once()
+    assert first.version == again.version == "1" and again.promoted == first.promoted
+    assert again.audit_run_id == first.audit_run_id
+    client = tracking.client_for(cfg.tracking_target())
+    assert len(client.search_model_versions(f"name = '{reg.name}'")) == 1
+    assert len(promotion.history(reg)) == 1
+    models = [a.path for a in client.list_artifacts(run.run_id) if a.path.startswith("model") and a.path != "model_card"]
+    assert models == ["model"]  # the model was logged once
+
+
+def test_a_champion_that_cannot_be_read_fails_closed(monkeypatch):
+    """Only 'does not exist' means no champion: a tracking server that does not answer stops the decision."""
+    import socket
+
+    from textclf.registry import ChampionUnreadable, current_champion
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    reg = build_config({"tracking": {"tracking_uri": f"http://127.0.0.1:{port}"}}).registry_target()
+    with pytest.raises(ChampionUnreadable, match=f"could not read @champion of textclf from http://127.0.0.1:{port}"):
+        current_champion(reg)
+
+
+def test_a_missing_model_or_alias_is_no_champion(cfg, tiny_classifier):
+    from textclf.registry import current_champion, register_model
+
+    reg = cfg.registry_target()
+    assert current_champion(reg) is None  # no registered model yet
+    register_model(reg, stages.start_tracking(cfg, "c", {}).run_id, tiny_classifier)
+    assert current_champion(reg) is None  # a model without the alias
