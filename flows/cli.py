@@ -52,7 +52,7 @@ def worker(
 
     webhook = env_value("TEXTCLF_WEBHOOK_URL")
     if webhook and cfg.ops.notify_block:
-        # The URL (it may carry a token) goes into a Prefect block, never into a parameter or a log line.
+        # The URL (it may carry a token) is a secret value of a Prefect block, never a parameter or a log line.
         deploy.save_webhook_block(cfg.ops.notify_block.split("/", 1)[-1], webhook)
         typer.echo(f"notifications: block {cfg.ops.notify_block} saved from TEXTCLF_WEBHOOK_URL")
     if work_pool:

@@ -64,10 +64,24 @@ def deploy_to_pool(cfg: PipelineConfig, work_pool: str, source: Path = REPO_ROOT
     return ids
 
 
+# The placeholder the webhook block's `url` holds; the URL itself is one of the block's secret values.
+WEBHOOK_URL_SECRET = "webhook_url"
+
+
 def save_webhook_block(name: str, url: str) -> str:
-    """Store a custom-webhook notification block (the URL may hold a token: it lives in the block only)."""
+    """Store a custom-webhook notification block whose URL (it may hold a token) is a secret of the block.
+
+    CustomWebhookNotificationBlock's `url` is a plain field, but every field may be a `{{key}}` template filled
+    from `secrets` (a SecretDict) when it sends: the URL sits there, encrypted by the server and shown as
+    `********` in the UI and to any client that does not ask for secrets. Prefect automations can use the block too.
+    """
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    block = CustomWebhookNotificationBlock(name=name, url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"})
+    block = CustomWebhookNotificationBlock(
+        name=name,
+        url="{{" + WEBHOOK_URL_SECRET + "}}",
+        secrets={WEBHOOK_URL_SECRET: url},
+        json_data={"subject": "{{subject}}", "body": "{{body}}"},
+    )
     block.save(name, overwrite=True)
     return f"custom-webhook/{name}"

@@ -1,6 +1,8 @@
 """Notifications through a Prefect notification block (e.g. a custom webhook) named in `ops.notify_block`.
 
-The block holds the URL and any token; flow parameters and logs never do.
+The block holds the URL and any token, as a secret value (`textclf worker` saves it so: flows/deploy.py
+`save_webhook_block`); flow parameters and logs never do: a failure is logged by its type only, since an HTTP
+error's message quotes the URL.
 """
 
 from __future__ import annotations

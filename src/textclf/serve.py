@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from textclf.deployments import DEPLOYMENTS
 from textclf.errors import TextclfError
@@ -27,6 +28,8 @@ from textclf.settings import telemetry_off_env
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 180.0  # longest wait for each service to become healthy
+# Where a backend store URI (and its password) may sit in the environment: `mlflow server`'s envvar, `textclf serve`'s
+BACKEND_URI_VARS = ("MLFLOW_BACKEND_STORE_URI", "TEXTCLF_MLFLOW_BACKEND_URI")
 
 
 class ServiceFailed(TextclfError):
@@ -52,7 +55,9 @@ class StackSettings:
     mlflow_port: int = _setting(5000, "MLflow tracking server port.")
     state_dir: Path = _setting(Path("outputs/service"), "Prefect home, MLflow sqlite store and artifacts, logs.")
     mlflow_backend_uri: str | None = _setting(
-        None, "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user@db/mlflow."
+        None,
+        "MLflow backend store; default sqlite in --state-dir; e.g. postgresql://user:password@db/mlflow "
+        "(passed to the server in its environment, never on its command line).",
     )
     mlflow_artifacts: str | None = _setting(
         None, "Where the MLflow server stores artifacts; default <state-dir>/mlartifacts; e.g. s3://bucket/mlflow."
@@ -91,14 +96,32 @@ class StackSettings:
 _FIELDS = {f.name: f for f in fields(StackSettings)}
 
 
+def redact_uri(uri: str) -> str:
+    """`uri` with the password of its user info masked: postgresql://user:***@host/db."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _password_forms(uri: str) -> tuple[str, ...]:
+    """The password of `uri` as written and percent-decoded (a server's log may quote either)."""
+    password = urlsplit(uri).password
+    return tuple({password, unquote(password)}) if password else ()
+
+
 @dataclass
 class Service:
     name: str
     cmd: list[str]
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # may hold a store URI with its password
     log: Path
     healthy: Callable[[], tuple[bool, str]]
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    # Shown when the service is healthy; strings masked in what we echo of its log
+    note: str = ""
+    hidden: tuple[str, ...] = field(default=(), repr=False)
 
     def start(self, cwd: Path) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +146,10 @@ class Service:
         if not self.log.is_file():
             return ""
         tail = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
-        return " | ".join(line.strip() for line in tail)
+        text = " | ".join(line.strip() for line in tail)
+        for secret in self.hidden:
+            text = text.replace(secret, "***")
+        return text
 
     def stop(self, grace_s: float) -> None:
         if not self.running():
@@ -194,10 +220,21 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def prefect_server_env(settings: StackSettings) -> dict[str, str]:
+    """CSRF protection on and CORS limited to the UI's own origin (Prefect's defaults: off and `*`).
+    Prefect's client (worker, CLI, SDK) fetches CSRF tokens itself; a bare HTTP POST gets 403."""
+    return {
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": settings.prefect_url,
+        "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "true",
+    }
+
+
 def build_services(settings: StackSettings, worker_args: list[str], base_env: Mapping[str, str]) -> list[Service]:
     state = settings.state_dir.resolve()
     logs = state / "logs"
-    # Telemetry off in all three unless base_env (the user's environment) says otherwise.
+    # Telemetry off in all three unless base_env (the user's environment) says otherwise; the security
+    # settings are the stack's, whatever base_env says.
     env = {
         **telemetry_off_env(),
         **base_env,
@@ -205,7 +242,10 @@ def build_services(settings: StackSettings, worker_args: list[str], base_env: Ma
         "PREFECT_API_URL": settings.prefect_api,
         "MLFLOW_TRACKING_URI": settings.mlflow_url,
         "PYTHONUNBUFFERED": "1",
+        **prefect_server_env(settings),
     }
+    for name in BACKEND_URI_VARS:  # a store password reaches the MLflow server only
+        env.pop(name, None)
     backend = settings.mlflow_backend_uri or f"sqlite:///{state / 'mlflow.db'}"
     artifacts = settings.mlflow_artifacts or str(state / "mlartifacts")
     prefect = Service(
@@ -214,14 +254,15 @@ def build_services(settings: StackSettings, worker_args: list[str], base_env: Ma
         env,
         logs / "prefect.log",
         lambda: prefect_health(settings),
+        note="CSRF protection on, CORS origin " + settings.prefect_url,
     )
+    # The store URI may carry a password: `mlflow server` reads it from its environment (the option's envvar),
+    # so it is not in `ps`, and only this service gets it.
     mlflow = Service(
         "mlflow",
         [
             _bin("mlflow"),
             "server",
-            "--backend-store-uri",
-            backend,
             "--artifacts-destination",
             artifacts,
             "--serve-artifacts",
@@ -232,9 +273,11 @@ def build_services(settings: StackSettings, worker_args: list[str], base_env: Ma
             "--workers",
             "1",
         ],
-        env,
+        {**env, "MLFLOW_BACKEND_STORE_URI": backend},
         logs / "mlflow.log",
         lambda: mlflow_health(settings),
+        note=f"backend store {redact_uri(backend)}",
+        hidden=_password_forms(backend),
     )
     overrides = [arg for item in settings.worker_overrides() for arg in ("--set", item)]
     worker = Service(
@@ -273,7 +316,8 @@ class Stack:
             for name in ("prefect", "mlflow"):
                 self.services[name].start(self.cwd)
             for name in ("prefect", "mlflow"):
-                self.echo(f"{name}: healthy at {self.wait_healthy(name, timeout_s)}")
+                note = self.services[name].note
+                self.echo(f"{name}: healthy at {self.wait_healthy(name, timeout_s)}" + (f"; {note}" if note else ""))
             self.services["worker"].start(self.cwd)
             self.echo(f"worker: {self.wait_healthy('worker', timeout_s)}")
         except BaseException:

@@ -32,6 +32,13 @@ def params(client, changes: dict, name: str = "manual") -> dict:
     return {"config": merged(deployment(client, name).parameters["config"], changes)}
 
 
+def csrf_headers(api: str, client_id: str = "textclf-tests") -> dict[str, str]:
+    """What Prefect's client sends with a state-changing request once the server has CSRF protection on."""
+    resp = httpx.get(f"{api}/csrf-token", params={"client": client_id}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return {"Prefect-Csrf-Token": resp.json()["token"], "Prefect-Csrf-Client": client_id}
+
+
 def artifacts_of(client, flow_run_id) -> dict[str, object]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -80,7 +87,12 @@ def test_deployments_carry_the_config_form_and_the_weekly_cron(prefect_client, s
     (sched,) = scheduled.schedules
     assert (sched.schedule.cron, sched.schedule.timezone, sched.active) == ("0 3 * * 1", "UTC", True)
     # The server computes the next runs from the cron.
-    resp = httpx.post(f"{stack.prefect_api}/deployments/{scheduled.id}/schedule", json={"min_runs": 3}, timeout=30)
+    resp = httpx.post(
+        f"{stack.prefect_api}/deployments/{scheduled.id}/schedule",
+        json={"min_runs": 3},
+        headers=csrf_headers(stack.prefect_api),
+        timeout=30,
+    )
     assert resp.status_code < 300, resp.text
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -205,3 +217,18 @@ def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(prefect_cl
         states.setdefault(task_run.name.rsplit("-", 1)[0], []).append(task_run.state.name)
     for name in ("start-tracking", "ingest", "split"):
         assert sorted(states[name]) == ["Cached", "Completed"], (name, states)
+
+
+def test_prefect_api_refuses_other_origins_and_requests_without_a_csrf_token(stack, prefect_client):
+    probe = f"{stack.prefect_api}/flows/filter"
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    foreign = httpx.options(probe, headers={"Origin": "http://evil.example:8080", **preflight}, timeout=30)
+    assert foreign.status_code == 400 and "access-control-allow-origin" not in foreign.headers
+    own = httpx.options(probe, headers={"Origin": stack.prefect_url, **preflight}, timeout=30)
+    assert own.status_code == 200 and own.headers["access-control-allow-origin"] == stack.prefect_url
+
+    bare = httpx.post(probe, json={}, timeout=30)
+    assert bare.status_code == 403 and "CSRF" in bare.text
+    assert httpx.post(probe, json={}, headers=csrf_headers(stack.prefect_api), timeout=30).status_code == 200
+    # Prefect's own client fetches its token (the worker's did: the deployments above are READY)
+    assert prefect_client.read_flows()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf.serve import Service, ServiceFailed, Stack, StackSettings, build_services, check
+from textclf.serve import Service, ServiceFailed, Stack, StackSettings, build_services, check, redact_uri
 from textclf.settings import telemetry_off_env
 
 
@@ -15,11 +15,45 @@ def test_servers_bind_to_loopback_and_mlflow_serves_its_artifacts(tmp_path):
     for service in (prefect, mlflow):
         assert service.cmd[service.cmd.index("--host") + 1] == "127.0.0.1"
     assert "--serve-artifacts" in mlflow.cmd
-    assert mlflow.cmd[mlflow.cmd.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert mlflow.env["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert prefect.env["PREFECT_HOME"] == str(tmp_path.resolve() / "prefect")
     # flows started by the worker log to this stack's MLflow server
     assert "tracking.tracking_uri=http://127.0.0.1:5311" in worker.cmd
     assert worker.env["PREFECT_API_URL"] == "http://127.0.0.1:4311/api"
+
+
+def test_the_store_password_is_in_the_mlflow_servers_environment_only_and_never_echoed(tmp_path):
+    uri = "postgresql://mlflow:s3cr3t-pw@db.internal:5432/mlflow"
+    settings = StackSettings(state_dir=tmp_path, mlflow_backend_uri=uri)
+    user_env = {"TEXTCLF_MLFLOW_BACKEND_URI": uri, "MLFLOW_BACKEND_STORE_URI": uri}
+    prefect, mlflow, worker = build_services(settings, [], user_env)
+    assert "--backend-store-uri" not in mlflow.cmd  # `mlflow server` reads the option's envvar
+    assert mlflow.env["MLFLOW_BACKEND_STORE_URI"] == uri
+    for service in (prefect, mlflow, worker):
+        assert not any("s3cr3t-pw" in arg for arg in service.cmd), service.name
+        assert "s3cr3t-pw" not in repr(service)
+    assert not any("s3cr3t-pw" in value for s in (prefect, worker) for value in s.env.values())
+    assert mlflow.note == "backend store postgresql://mlflow:***@db.internal:5432/mlflow"
+
+    # The server's own log, quoted in a failure report, is masked too.
+    mlflow.log.parent.mkdir(parents=True)
+    mlflow.log.write_text(f"could not connect to {uri}\n")
+    assert "s3cr3t-pw" not in mlflow.log_tail() and "mlflow:***@db.internal" in mlflow.log_tail()
+
+
+def test_redact_uri_masks_only_a_password():
+    assert redact_uri("postgresql://u:p%40ss@h:5432/db?sslmode=require") == "postgresql://u:***@h:5432/db?sslmode=require"
+    assert redact_uri("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact_uri("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
+
+
+def test_prefect_server_has_csrf_on_and_cors_to_its_own_ui_origin(tmp_path):
+    settings = StackSettings(state_dir=tmp_path, prefect_port=4312)
+    user_env = {"PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "false", "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": "*"}
+    prefect, _, worker = build_services(settings, [], user_env)
+    assert prefect.env["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
+    assert prefect.env["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == "http://127.0.0.1:4312"
+    assert worker.env["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "true"  # the worker's client fetches tokens
 
 
 def test_every_service_starts_with_telemetry_off_unless_the_user_opted_in(tmp_path):
