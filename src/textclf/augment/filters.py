@@ -3,7 +3,7 @@
 `screen` skips inputs no augmenter handles well (counted, never raised). `OutputFilter` drops outputs
 that add nothing: identical to the source after normalisation, outside a length band, or a duplicate
 of a training text or of another augmented row. `label_consistent` keeps rows a classifier still
-assigns to their label with enough confidence.
+assigns to their label (matched by class name) with enough confidence.
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # types only: modeling imports torch, which screening never needs
+    from textclf.modeling import Predictions
 
 HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&[a-z]+;|&#\d+;")
 PUNCT_SPACE = re.compile(r"[\W_]+", re.UNICODE)
@@ -78,11 +82,16 @@ class OutputFilter:
 
 
 def label_consistent(
-    texts: Sequence[str], labels: Sequence[int], predict_proba: Callable[[list[str]], np.ndarray], min_confidence: float
-) -> np.ndarray:
-    """Boolean mask: the classifier gives each text's own label probability >= min_confidence."""
+    texts: list[str], names: list[str], predict_proba: Callable[[list[str]], Predictions], min_confidence: float
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(keep mask, label -> rows left unchecked): keep a row if the classifier gives its label, matched to a
+    column by class name, probability >= min_confidence. Rows of a class the classifier lacks cannot be
+    checked: they are kept, and counted."""
     if not texts:
-        return np.zeros(0, dtype=bool)
-    probs = np.asarray(predict_proba(list(texts)))  # [n_texts, n_classes]
-    own = probs[np.arange(len(texts)), np.asarray(labels, dtype=int)]
-    return own >= min_confidence
+        return np.zeros(0, dtype=bool), {}
+    preds = predict_proba(list(texts))  # probs [n_texts, n_model_classes], labels: the model's names
+    column = {name: i for i, name in enumerate(preds.labels)}
+    known = np.array([name in column for name in names], dtype=bool)
+    own = np.asarray(preds.probs)[np.arange(len(texts)), [column.get(name, 0) for name in names]]
+    unchecked = Counter(name for name in names if name not in column)
+    return ~known | (own >= min_confidence), dict(sorted(unchecked.items()))

@@ -19,7 +19,7 @@ from datasets import Dataset, DatasetDict, Features, Value
 
 from textclf.augment.backtranslate import Translator, backtranslator_for, make_translator
 from textclf.augment.cache import AugmentCache
-from textclf.augment.filters import OutputFilter, screen
+from textclf.augment.filters import OutputFilter, label_consistent, screen
 from textclf.augment.report import AugmentReport
 from textclf.augment.synonyms import SynonymReplacer, load_tagger, load_wordnet
 from textclf.config import AugmentConfig
@@ -132,22 +132,6 @@ def _plan_split(texts: list[str], labels: list[str], cfg: AugmentConfig):
     return bt_rows, syn_rows, dict(Counter(r for r in reasons if r))
 
 
-def label_consistent_by_name(
-    texts: list[str], names: list[str], predict_proba: Callable[[list[str]], Predictions], min_confidence: float
-) -> tuple[np.ndarray, dict[str, int]]:
-    """(keep mask, label -> rows left unchecked): keep a row if the classifier gives its label, matched to a
-    column by class name, probability >= min_confidence. Rows of a class the classifier lacks cannot be
-    checked: they are kept, and counted."""
-    if not texts:
-        return np.zeros(0, dtype=bool), {}
-    preds = predict_proba(list(texts))  # probs [n_texts, n_model_classes], labels: the model's names
-    column = {name: i for i, name in enumerate(preds.labels)}
-    known = np.array([name in column for name in names], dtype=bool)
-    own = np.asarray(preds.probs)[np.arange(len(texts)), [column.get(name, 0) for name in names]]
-    unchecked = Counter(name for name in names if name not in column)
-    return ~known | (own >= min_confidence), dict(sorted(unchecked.items()))
-
-
 def backtranslation_sources(splits: DatasetDict, cfg: AugmentConfig) -> list[str]:
     """The training texts `augment_train_split` will back-translate with this config (for fan-out)."""
     train = splits["train"]
@@ -203,7 +187,7 @@ def augment_train_split(
     if predict_proba is not None:
         unchecked: Counter[str] = Counter()
         for op, rows in kept.items():
-            mask, missing = label_consistent_by_name(
+            mask, missing = label_consistent(
                 [o for _, o in rows], [labels[i] for i, _ in rows], predict_proba, cfg.label_filter.min_confidence
             )
             unchecked.update(missing)

@@ -27,10 +27,14 @@ def test_output_filter_drops_and_counts():
     assert dict(filt.dropped) == {"identical": 1, "length_ratio": 2, "duplicate": 2}
 
 
-def test_label_consistency_uses_the_rows_own_label():
-    def predict_proba(texts):  # a fixed two-class scorer: 'bad' -> negative
-        return np.array([[0.9, 0.1] if "bad" in t else [0.2, 0.8] for t in texts])
+def test_label_consistency_matches_classes_by_name():
+    from textclf.modeling import Predictions
 
-    mask = label_consistent(["bad film", "good film", "bad film"], [0, 0, 1], predict_proba, 0.6)
-    assert mask.tolist() == [True, False, False]
-    assert label_consistent([], [], predict_proba, 0.6).shape == (0,)
+    def predict_proba(texts):  # a fixed two-class scorer whose classes are listed positive-first: 'bad' -> negative
+        return Predictions(np.array([[0.1, 0.9] if "bad" in t else [0.8, 0.2] for t in texts]), ["positive", "negative"])
+
+    mask, unchecked = label_consistent(
+        ["bad film", "good film", "bad film", "so-so"], ["negative", "negative", "positive", "mixed"], predict_proba, 0.6
+    )
+    assert mask.tolist() == [True, False, False, True] and unchecked == {"mixed": 1}  # a class it lacks: kept, counted
+    assert label_consistent([], [], predict_proba, 0.6)[0].shape == (0,)

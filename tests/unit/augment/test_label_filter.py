@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from textclf.augment.filters import label_consistent
 from textclf.augment.label_filter import label_filter_for
-from textclf.augment.training_split import SYNONYM, augment_train_split, label_consistent_by_name
+from textclf.augment.training_split import SYNONYM, augment_train_split
 from textclf.config import AugmentConfig, LabelFilterConfig, build_config
 from textclf.data.sources import read_packaged_corpus
 
@@ -49,15 +50,15 @@ def test_rows_are_checked_by_class_name_and_unknown_classes_pass_unchecked(tiny_
     preds = predict(texts)
     assert preds.labels == TWO
     expected = [bool(preds.probs[k, TWO.index(n)] >= 0.5) if n in TWO else True for k, n in enumerate(names)]
-    keep, unchecked = label_consistent_by_name(texts, names, predict, 0.5)
+    keep, unchecked = label_consistent(texts, names, predict, 0.5)
     assert keep.tolist() == expected and unchecked == {"mixed": 1}
 
     # The same classifier with its classes in the other order keeps the same rows.
     shuffled = filter_from(reordered_copy(tiny_classifier, tmp_path / "reordered", ["positive", "negative"]), tmp_path)
     assert shuffled(texts).labels == ["positive", "negative"]
-    again, _ = label_consistent_by_name(texts, names, shuffled, 0.5)
+    again, _ = label_consistent(texts, names, shuffled, 0.5)
     assert again.tolist() == expected
-    assert label_consistent_by_name([], [], predict, 0.5)[0].shape == (0,)
+    assert label_consistent([], [], predict, 0.5)[0].shape == (0,)
 
 
 @pytest.fixture()
