@@ -7,6 +7,9 @@ error's message quotes the URL.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.blocks.core import Block
@@ -30,11 +33,27 @@ def send(block_name: str | None, subject: str, body: str) -> bool:
         logger.info("no notification sent: block %r not loaded (%s)", block_name, str(err).splitlines()[0])
         return False
     try:
-        block.notify(body=body, subject=subject)
+        with _quiet_http_clients():
+            block.notify(body=body, subject=subject)
     except Exception as err:  # a notification must never fail the run it reports on
         logger.warning("notification through %r failed: %s", block_name, type(err).__name__)
         return False
     return True
+
+
+@contextmanager
+def _quiet_http_clients() -> Iterator[None]:
+    """httpx and httpcore log every request's URL at INFO (and DEBUG): a webhook URL may carry a token, so
+    their records stay below WARNING while a notification is sent, whatever level the process set."""
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _config_of(flow_run) -> PipelineConfig | None:
