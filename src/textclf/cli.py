@@ -221,7 +221,9 @@ def distill(
     )
 
 
-registry_app = typer.Typer(help="Champion history and human promotion/rollback (all audited).", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="Champion history, verification and human promotion/rollback (all audited).", no_args_is_help=True
+)
 app.add_typer(registry_app, name="registry")
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why; stored in the audit trail (required).")]
 
@@ -253,6 +255,32 @@ def registry_history(
         return
     for record in records:
         typer.echo(record.line())
+
+
+@registry_app.command("verify")
+def registry_verify(
+    name: Annotated[str | None, typer.Argument(help="Registered model; default registry.model_name.")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Check that every move of the champion alias has a committed audit record; settle interrupted ones.
+
+    Prints one line per reconciled record and per problem; exits 1 when the alias moved without a committed record.
+    """
+    from textclf.promotion import UnauditedMoves, verify
+
+    cfg = load_cli_config(config, overrides)
+    found = verify(cfg.registry_target(), name)
+    for record in found.reconciled:
+        typer.echo(f"reconciled: seq {record.seq} {record.action} v{record.candidate_version} was pending -> {record.state}")
+    for problem in found.problems:
+        typer.echo(f"unaudited: {problem}")
+    if found.problems:
+        raise UnauditedMoves(f"{len(found.problems)} alias move(s) of {found.name} without a committed audit record (above)")
+    committed = [r for r in found.records if r.state == "committed"]
+    last = f"as committed record seq {committed[-1].seq} left it" if committed else "no committed record and no alias"
+    champion = f"v{found.champion}" if found.champion else "none"
+    typer.echo(f"ok: @{cfg.registry.champion_alias} of {found.name} is {champion}, {last} ({len(found.records)} records)")
 
 
 @registry_app.command("promote")

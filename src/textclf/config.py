@@ -428,7 +428,16 @@ class RegistryConfig(_Section):
         description="MLflow experiment holding the append-only promotion history: one immutable run per decision.",
     )
     lock_timeout_s: float = Field(
-        120.0, gt=0, description="Longest wait for the promotion lock beside a local store before giving up."
+        120.0,
+        gt=0,
+        description="Longest wait for the promotion lock (the registry lease, and the file lock beside a local "
+        "sqlite store) before giving up; keep it above lock_lease_s so a waiter outlives a dead holder's lease.",
+    )
+    lock_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="Lifetime of the promotion lease (registered model '<model_name>.promotion-lock'): a holder that "
+        "died (kill -9, OOM) blocks others this long at most; must exceed the locked step (read, record, move, commit).",
     )
     cas_retries: int = Field(
         2,

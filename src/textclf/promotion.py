@@ -1,17 +1,20 @@
 """Champion decisions: the gate against the re-evaluated champion, human promote/rollback, each under the
-promotion lock with an audit record (audit.py), and the register-then-gate step the pipeline runs."""
+promotion lock with an audit record written first (audit.py), verify, and the register-then-gate step the
+pipeline runs."""
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
 from textclf import audit
-from textclf.audit import DecisionRecord, promotion_lock
+from textclf.audit import DecisionRecord, Lease, PromotionLockTimeout, promotion_lock
 from textclf.config import EvalConfig, RegistryTarget
 from textclf.errors import TextclfError
 from textclf.evaluate import EvalReport, evaluate_classifier
@@ -34,11 +37,20 @@ from textclf.registry import (
     register_model,
     version_of,
 )
+from textclf.settings import env_value
 from textclf.tracking import client_for
+
+PAUSE_POINTS = ("registered", "pending", "alias-moved")
 
 
 class PromotionRefused(TextclfError):
     """A human promotion or rollback that cannot be done as asked."""
+
+
+class UnauditedMoves(TextclfError):
+    """`registry verify` found alias moves without a committed audit record."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -70,24 +82,69 @@ def evaluate_version(reg: RegistryTarget, gate: EvalConfig, version: str, data_d
         return evaluate_classifier(model, tokenizer, data_dir, "test", batch_size=batch_size, settings=gate)
 
 
-def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | None) -> DecisionRecord:
-    """Under the lock: compare-and-set the alias to record.candidate_version, then append the audit record."""
+def pause_at(point: str) -> None:
+    """Test hook for the kill -9 tests: with TEXTCLF_PROMOTION_PAUSE_AT=<point> the promotion writes its pid to
+    TEXTCLF_PROMOTION_PAUSE_FILE and waits there (up to 10 minutes) to be killed. Unset in production."""
+    if env_value("TEXTCLF_PROMOTION_PAUSE_AT") != point:
+        return
+    marker = env_value("TEXTCLF_PROMOTION_PAUSE_FILE")
+    if marker:
+        Path(marker).write_text(f"{os.getpid()} {point}\n")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def reconcile(reg: RegistryTarget, records: list[DecisionRecord] | None = None) -> list[DecisionRecord]:
+    """Under the lock: settle every pending record of `reg.name` against the live alias (audit.reconciled_state)."""
+    records = audit.read_history(reg, reg.name) if records is None else records
+    if any(r.state == "pending" for r in records):
+        live = version_of(current_champion(reg))
+        for i, record in enumerate(records):
+            if record.state == "pending":
+                audit.mark_state(reg, record, audit.reconciled_state(records, i, live), reconciled=True)
+    return records
+
+
+def _abort(reg: RegistryTarget, record: DecisionRecord, expected: str | None) -> None:
+    """Put the alias back and mark the record aborted; what fails here stays pending and is reconciled later."""
+    client = client_for(reg.mlflow)
+    try:
+        if record.promoted and expected:
+            client.set_registered_model_alias(reg.name, reg.alias, expected)
+        elif record.promoted and version_of(current_champion(reg)) is not None:
+            client.delete_registered_model_alias(reg.name, reg.alias)
+    except Exception:  # noqa: BLE001 - the record stays pending; reconcile judges it by the alias
+        return
+    try:
+        audit.mark_state(reg, record, "aborted")
+    except Exception:  # noqa: BLE001 - as above
+        return
+
+
+def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | None, lease: Lease) -> DecisionRecord:
+    """Under the lock, audit first: the record as pending, then the alias (compare-and-set), then commit.
+
+    Any exception (a BaseException too: a cancellation) before the commit puts the alias back and aborts the
+    record; a kill -9 leaves it pending, and the next promotion, `history` or `verify` reconciles it."""
     client = client_for(reg.mlflow)
     name, alias = reg.name, reg.alias
+    reconcile(reg)
     if version_of(current_champion(reg)) != expected:  # re-check right before setting
         raise PromotionRefused(f"champion of {name} changed concurrently (expected {expected}); retry")
-    if record.promoted:
-        client.set_registered_model_alias(name, alias, record.candidate_version)
-        if version_of(current_champion(reg)) != record.candidate_version:  # a writer without the lock won
-            raise PromotionRefused(f"champion of {name} was set by another writer during promotion; retry")
+    lease.check()
+    record = audit.append_record(reg, record, state="pending")
+    pause_at("pending")
     try:
-        record = audit.append_record(reg, record)
-    except Exception:
-        if record.promoted:  # never leave an unaudited alias change behind
-            if expected:
-                client.set_registered_model_alias(name, alias, expected)
-            else:
-                client.delete_registered_model_alias(name, alias)
+        if record.promoted:
+            lease.check()
+            client.set_registered_model_alias(name, alias, record.candidate_version)
+            pause_at("alias-moved")
+            if version_of(current_champion(reg)) != record.candidate_version:  # a writer without the lock won
+                raise PromotionRefused(f"champion of {name} was set by another writer during promotion; retry")
+        audit.mark_state(reg, record, "committed")
+    except BaseException:
+        _abort(reg, record, expected)
         raise
     tags = {
         "promotion.decision": record.decision,
@@ -164,11 +221,11 @@ def promote_if_better(
             champion_labels=labels.model if labels else [],
             data_labels=labels.data if labels else list(report.labels),
         )
-        with promotion_lock(reg):
+        with promotion_lock(reg) as lease:
             if version_of(current_champion(reg)) != seen:
                 continue  # lost the race while evaluating: compare against the new champion
-            return _set_champion(reg, record, seen)
-    with promotion_lock(reg):
+            return _set_champion(reg, record, seen, lease)
+    with promotion_lock(reg) as lease:
         now = version_of(current_champion(reg))
         record = DecisionRecord(
             model_name=candidate.name,
@@ -185,7 +242,7 @@ def promote_if_better(
             thresholds=thresholds(gate),
             candidate_run_id=candidate_run_id,
         )
-        return _set_champion(reg, record, now)
+        return _set_champion(reg, record, now, lease)
 
 
 def evaluated_version(reg: RegistryTarget, version: str):
@@ -213,7 +270,7 @@ def promote_version(
     if not reason.strip():
         raise PromotionRefused("a reason is required: --reason 'why this version should serve'")
     mv = evaluated_version(reg, version)
-    with promotion_lock(reg):
+    with promotion_lock(reg) as lease:
         current = current_champion(reg)
         if version_of(current) == str(mv.version):
             raise PromotionRefused(f"version {version} is already @{reg.alias}")
@@ -234,7 +291,7 @@ def promote_version(
             thresholds=thresholds(gate),
             candidate_run_id=mv.run_id,
         )
-        return _set_champion(reg, record, version_of(current))
+        return _set_champion(reg, record, version_of(current), lease)
 
 
 def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = "cli", actor: str = "unknown") -> DecisionRecord:
@@ -242,9 +299,9 @@ def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = 
     if not reason.strip():
         raise PromotionRefused("a reason is required: --reason 'what went wrong with the current champion'")
     name = reg.name
-    with promotion_lock(reg):
+    with promotion_lock(reg) as lease:
         current = version_of(current_champion(reg))
-        stack = audit.champion_stack(audit.read_history(reg, name))
+        stack = audit.champion_stack(reconcile(reg))
         if current is None:
             raise PromotionRefused(f"model {name} has no @{reg.alias}; nothing to roll back")
         if not stack or stack[-1] != current:
@@ -271,11 +328,72 @@ def rollback(reg: RegistryTarget, gate: EvalConfig, reason: str, trigger: str = 
             thresholds=thresholds(gate),
             candidate_run_id=target.run_id,
         )
-        return _set_champion(reg, record, current)
+        return _set_champion(reg, record, current, lease)
+
+
+def _for_model(reg: RegistryTarget, name: str | None) -> RegistryTarget:
+    if not name or name == reg.name:
+        return reg
+    return RegistryTarget(reg.mlflow, reg.settings.model_copy(update={"model_name": name}))
 
 
 def history(reg: RegistryTarget, name: str | None = None) -> list[DecisionRecord]:
-    return audit.read_history(reg, name or reg.name)
+    """Every decision about `name`, oldest first; pending records are reconciled if no promotion holds the lock
+    (one that does may be between its record and its alias move: its record is shown pending)."""
+    target = _for_model(reg, name)
+    records = audit.read_history(target, target.name)
+    if any(r.state == "pending" for r in records):
+        try:
+            with promotion_lock(target, timeout_s=0):
+                return reconcile(target)
+        except PromotionLockTimeout:
+            pass
+    return records
+
+
+@dataclass
+class Verification:
+    """What `registry verify` found: the live champion, the records (reconciled) and one line per problem."""
+
+    name: str
+    champion: str | None
+    records: list[DecisionRecord]
+    reconciled: list[DecisionRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(reg: RegistryTarget, name: str | None = None) -> Verification:
+    """Every move of the alias must have a committed record: the live alias is the last committed record's
+    champion_after, each committed record found the champion its predecessor left, and seq runs 1..n."""
+    target = _for_model(reg, name)
+    with promotion_lock(target):
+        before = audit.read_history(target, target.name)
+        pending = {r.seq for r in before if r.state == "pending"}
+        records = reconcile(target, before)
+        live = version_of(current_champion(target))
+    found = Verification(target.name, live, records, [r for r in records if r.seq in pending])
+    seqs = [r.seq for r in records]
+    if seqs != list(range(1, len(seqs) + 1)):
+        found.problems.append(f"audit seq of {target.name} not 1..{len(seqs)} without gaps or repeats: {seqs}")
+    left: str | None = None
+    last_seq = 0
+    for record in records:
+        if record.state != "committed":
+            continue
+        if record.previous_champion != left:
+            found.problems.append(
+                f"before seq {record.seq}: it found @{target.alias} at {_v(record.previous_champion)}, "
+                f"the committed record before it left {_v(left)}"
+            )
+        left, last_seq = record.champion_after, record.seq
+    if live != left:
+        after = f"the last committed record (seq {last_seq}) left {_v(left)}" if last_seq else "no committed record moved it"
+        found.problems.append(f"@{target.alias} of {target.name} is {_v(live)} but {after}")
+    return found
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
 
 
 def register_and_promote(
@@ -299,7 +417,12 @@ def register_and_promote(
     """
     version = register_model(reg, run_id, model_dir, tags)
     card = attach_evaluation(reg, version, report, run_id, eval_dir)
-    decided = [r for r in audit.read_history(reg, version.name) if r.action == "gate" and r.candidate_version == version.version]
+    pause_at("registered")
+    decided = [
+        r
+        for r in history(reg, version.name)
+        if r.action == "gate" and r.candidate_version == version.version and r.state != "aborted"
+    ]
     if decided:
         record = decided[0]
     else:

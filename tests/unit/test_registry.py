@@ -128,3 +128,24 @@ def test_human_actions_refuse_unknown_versions(tmp_path):
         promote_version(reg, cfg.evaluate, "7", "  ")
     with pytest.raises(PromotionRefused, match="no @champion; nothing to roll back"):
         rollback(reg, cfg.evaluate, "bad model")
+
+
+def test_lease_in_the_registry_excludes_expires_and_is_taken_over(tmp_path):
+    """The mutex that works through any server: a registered model created atomically, with an owner and expiry."""
+    from mlflow.tracking import MlflowClient
+
+    reg = build_config({"output_dir": str(tmp_path), "registry": {"lock_lease_s": 1.0}}).registry_target()
+    client = MlflowClient(tracking_uri=reg.mlflow.uri, registry_uri=reg.mlflow.uri)
+    held = audit.acquire_lease(reg, timeout_s=1)  # never released: a holder killed with -9
+    assert client.get_registered_model("textclf.promotion-lock").tags[audit.OWNER_TAG] == held.owner
+    held.check()
+    with pytest.raises(audit.PromotionLockTimeout, match=f"held by {held.owner}"):
+        audit.acquire_lease(reg, timeout_s=0.2)
+    taker = audit.acquire_lease(reg, timeout_s=10)  # waits for the expiry, then takes over
+    assert taker.owner != held.owner
+    with pytest.raises(audit.PromotionLockLost, match="expired or was taken over"):
+        held.check()
+    held.release()  # the old holder's release leaves the new lease alone
+    assert client.get_registered_model("textclf.promotion-lock").tags[audit.OWNER_TAG] == taker.owner
+    taker.release()
+    assert client.search_registered_models() == []  # released; no takeover token left behind
