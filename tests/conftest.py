@@ -124,3 +124,28 @@ def tiny_classifier(tmp_path_factory, tiny_model):
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def reordered_classifier():
+    """`reorder(src, dest, order)`: the same classifier with its classes listed in `order` (head rows permuted,
+    so it predicts the same names under other ids), saved to `dest`."""
+
+    def reorder(src, dest, order: list[str]):
+        import torch
+
+        from textclf.modeling import load_trained
+
+        model, tokenizer = load_trained(src)
+        rows = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        index = [rows.index(name) for name in order]
+        with torch.no_grad():
+            model.classifier.weight.copy_(model.classifier.weight[index].clone())
+            model.classifier.bias.copy_(model.classifier.bias[index].clone())
+        model.config.id2label = dict(enumerate(order))
+        model.config.label2id = {name: i for i, name in enumerate(order)}
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+        return dest
+
+    return reorder

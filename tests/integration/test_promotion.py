@@ -253,25 +253,6 @@ def three_class(tmp_path_factory, tiny_model, splits_dir):
     return folder, data, evaluate_model(folder, data, "test", 16, settings=EvalConfig(**FAST_EVAL))
 
 
-def reordered_copy(src, dest, order: list[str]):
-    """The same classifier with its classes listed in `order`: head rows permuted, so it predicts the same names."""
-    import torch
-
-    from textclf.modeling import load_trained
-
-    model, tokenizer = load_trained(src)
-    rows = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    index = [rows.index(name) for name in order]
-    with torch.no_grad():
-        model.classifier.weight.copy_(model.classifier.weight[index].clone())
-        model.classifier.bias.copy_(model.classifier.bias[index].clone())
-    model.config.id2label = dict(enumerate(order))
-    model.config.label2id = {name: i for i, name in enumerate(order)}
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
-
-
 def test_a_changed_label_set_is_recorded_and_waits_unless_configured(cfg, tiny_classifier, splits_dir, real_report, three_class):
     clf3, splits3, report3 = three_class
     reg = cfg.registry_target()
@@ -307,12 +288,12 @@ def test_a_changed_label_set_is_recorded_and_waits_unless_configured(cfg, tiny_c
     assert [r.decision for r in promotion.history(reg)] == ["promoted", "rejected", "promoted", "promoted"]
 
 
-def test_a_champion_with_reordered_labels_scores_as_in_the_original_order(cfg, three_class, tmp_path):
+def test_a_champion_with_reordered_labels_scores_as_in_the_original_order(cfg, three_class, tmp_path, reordered_classifier):
     from textclf.config import EvalConfig
 
     clf3, splits3, report3 = three_class
     order = ["positive", "mixed", "negative"]
-    shuffled = reordered_copy(clf3, tmp_path / "reordered", order)
+    shuffled = reordered_classifier(clf3, tmp_path / "reordered", order)
     reference = evaluate_model(clf3, splits3, "test", 16, settings=EvalConfig(**FAST_EVAL))
     mapped = evaluate_model(shuffled, splits3, "test", 16, settings=EvalConfig(**FAST_EVAL))
     assert mapped.model_labels == order and mapped.labels == reference.labels == THREE

@@ -16,25 +16,6 @@ TWO = ["negative", "positive"]
 THREE = ["mixed", "negative", "positive"]  # 'mixed' sorts first: the classifier's ids are not the data's
 
 
-def reordered_copy(src, dest, order: list[str]):
-    """The same classifier with its classes listed in `order` (head rows permuted): it predicts the same names."""
-    import torch
-
-    from textclf.modeling import load_trained
-
-    model, tokenizer = load_trained(src)
-    rows = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    index = [rows.index(name) for name in order]
-    with torch.no_grad():
-        model.classifier.weight.copy_(model.classifier.weight[index].clone())
-        model.classifier.bias.copy_(model.classifier.bias[index].clone())
-    model.config.id2label = dict(enumerate(order))
-    model.config.label2id = {name: i for i, name in enumerate(order)}
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
-
-
 def filter_from(folder, tmp_path, min_confidence: float = 0.5):
     reg = build_config({"output_dir": str(tmp_path / "outputs")}).registry_target()
     settings = LabelFilterConfig(enabled=True, model=str(folder), min_confidence=min_confidence)
@@ -43,7 +24,7 @@ def filter_from(folder, tmp_path, min_confidence: float = 0.5):
     return predict
 
 
-def test_rows_are_checked_by_class_name_and_unknown_classes_pass_unchecked(tiny_classifier, tmp_path):
+def test_rows_are_checked_by_class_name_and_unknown_classes_pass_unchecked(tiny_classifier, tmp_path, reordered_classifier):
     texts = ["a tender, funny film", "dull and far too long", "neither here nor there", "great acting, weak plot"]
     names = ["positive", "negative", "mixed", "negative"]
     predict = filter_from(tiny_classifier, tmp_path)
@@ -54,7 +35,7 @@ def test_rows_are_checked_by_class_name_and_unknown_classes_pass_unchecked(tiny_
     assert keep.tolist() == expected and unchecked == {"mixed": 1}
 
     # The same classifier with its classes in the other order keeps the same rows.
-    shuffled = filter_from(reordered_copy(tiny_classifier, tmp_path / "reordered", ["positive", "negative"]), tmp_path)
+    shuffled = filter_from(reordered_classifier(tiny_classifier, tmp_path / "reordered", ["positive", "negative"]), tmp_path)
     assert shuffled(texts).labels == ["positive", "negative"]
     again, _ = label_consistent(texts, names, shuffled, 0.5)
     assert again.tolist() == expected
