@@ -167,7 +167,8 @@ def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun |
     else:
         augmented, fingerprint = splits, data.fingerprint
         report = AugmentReport.unchanged(splits["train"], "augmentation off (augment.enabled=false)")
-    report_dir = report.write(Path(out_dir) / AUGMENT_REPORT)
+    report_dir = Path(out_dir) / AUGMENT_REPORT
+    report.write(report_dir)  # augment_report.json + .md
     target = save_splits(augmented, Path(out_dir) / AUGMENTED)
     if run is not None:
         run.log_metrics(report.metrics())
