@@ -40,7 +40,7 @@ from textclf.registry import (
 from textclf.settings import env_value
 from textclf.tracking import client_for
 
-PAUSE_POINTS = ("registered", "pending", "alias-moved")
+PAUSE_POINTS = ("registered", "pending", "alias-moved", "before-commit")
 
 
 class PromotionRefused(TextclfError):
@@ -142,6 +142,7 @@ def _set_champion(reg: RegistryTarget, record: DecisionRecord, expected: str | N
             pause_at("alias-moved")
             if version_of(current_champion(reg)) != record.candidate_version:  # a writer without the lock won
                 raise PromotionRefused(f"champion of {name} was set by another writer during promotion; retry")
+        pause_at("before-commit")
         audit.mark_state(reg, record, "committed")
     except BaseException:
         _abort(reg, record, expected)

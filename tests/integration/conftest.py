@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,18 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from real_servers import free_port
 
 from textclf.serve import Stack, StackSettings, build_services
 from textclf.settings import telemetry_off_env
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "outputs" / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Receiver:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from real_servers import free_port
 
 from textclf import promotion, registry, stages, tracking
 from textclf.config import build_config
@@ -56,12 +56,6 @@ def store(tmp_path_factory, trained_folder):
     run.end()
     tracking.client_for(reg.mlflow).set_registered_model_alias(reg.name, reg.alias, version.version)
     return cfg, version
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def artifact_files(client, run_id: str, path: str) -> list[str]:

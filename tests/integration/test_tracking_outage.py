@@ -8,58 +8,17 @@ Real processes, the real tiny model and real rows; every wait is bounded by a de
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from real_servers import mlflow_server
 
 from textclf import stages
 from textclf.config import build_config
-from textclf.serve import http_get
-from textclf.settings import telemetry_off_env
 from textclf.train.process import kill_tree
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_mlflow_server(port: int, store: Path, log: Path) -> subprocess.Popen:
-    """`mlflow server` (sqlite store and artifacts in `store`) on loopback in its own process group; returns
-    once GET /health answers (bounded)."""
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
-    cmd += ["--artifacts-destination", str(store / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1"]
-    # no background job runner: six more processes that only slow the start on a loaded machine
-    env = {**os.environ, **telemetry_off_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port), "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    deadline = time.monotonic() + 120
-    while http_get(f"http://127.0.0.1:{port}/health", timeout_s=2)[0] != 200:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            kill_group(proc)
-            raise AssertionError(f"mlflow server did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.5)
-    return proc
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """kill -9 of the server's whole process group: an outage, not a shutdown."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
 
 
 def logged(jsonl: Path, key: str = "train_loss") -> dict[int, float]:
@@ -88,11 +47,8 @@ def wait_until(predicate, timeout_s: float, what: str, trainer: threading.Thread
 
 @pytest.mark.slow
 def test_training_survives_a_tracking_server_outage_and_the_run_gets_every_metric(tmp_path, tiny_model, rows_csv):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    store = tmp_path / "server"
-    store.mkdir()
-    server = start_mlflow_server(port, store, tmp_path / "server.log")
+    server = mlflow_server(tmp_path / "server")  # textclf serve's MLflow service, sqlite store
+    url = server.url
     cfg = build_config(
         {
             "output_dir": str(tmp_path / "outputs"),
@@ -128,13 +84,13 @@ def test_training_survives_a_tracking_server_outage_and_the_run_gets_every_metri
     try:
         trainer.start()
         wait_until(lambda: client.get_metric_history(run.run_id, "train_loss"), 180, "train_loss in MLflow", trainer, lines)
-        kill_group(server)
+        server.kill()  # kill -9 of its process group: an outage, not a shutdown
         at_stop = max(logged(jsonl), default=0)
         # With MLflow's own retries (7, exponential backoff) the first log call after the kill blocks for minutes:
         # no new step reaches metrics.jsonl, and this wait fails.
         wait_until(lambda: max(logged(jsonl), default=0) >= at_stop + 8, 60, "8 new steps during the outage", trainer, lines)
         at_restart = max(logged(jsonl))
-        server = start_mlflow_server(port, store, tmp_path / "server.log")
+        server.start()  # same port, same store
         trainer.join(timeout=cfg.train.timeout_s + 60)
         assert not trainer.is_alive(), "training did not finish"
         assert "error" not in outcome, f"{outcome.get('error')!r}\n" + "\n".join(lines[-40:])
@@ -154,4 +110,4 @@ def test_training_survives_a_tracking_server_outage_and_the_run_gets_every_metri
     finally:
         if trainer.is_alive() and (out / "launch.pid").is_file():
             kill_tree(int((out / "launch.pid").read_text()))
-        kill_group(server)
+        server.kill()
