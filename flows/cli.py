@@ -13,6 +13,7 @@ import typer
 
 from textclf.cli import ConfigOpt, SetOpt, app, load_cli_config
 from textclf.cli import main as library_main
+from textclf.runlog import log_to_file
 from textclf.settings import env_value
 
 
@@ -27,7 +28,11 @@ def run(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
         cfg.registry.trigger = "cli"  # the audit trail says who started the run
     from textclf_flows.retrain import retrain  # Prefect's import costs seconds: only for this command
 
-    summary = retrain(cfg)
+    log = log_to_file(cfg.output_path / "logs")  # after Prefect set up its console handler, before any run
+    try:
+        summary = retrain(cfg)
+    finally:
+        typer.echo(f"textclf: full log of this run: {log}", err=True)
     typer.echo(json.dumps(summary, indent=2))
 
 

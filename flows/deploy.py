@@ -1,13 +1,16 @@
 """Deployments of the `retrain` flow: `retrain/scheduled` (cron) and `retrain/manual` (runs from the UI form).
 
-Both take the typed config as their one parameter, so the Prefect UI shows a form built from the config's
-JSON schema (descriptions, bounds, choices) and the server refuses a run whose parameters break it.
-`textclf worker` serves them in one process; `textclf worker --work-pool NAME` registers them for a
-work pool (process or Kubernetes workers, e.g. on GPU nodes) instead.
+Both run `retrain_from_form`: their one parameter is the short run form (textclf.form: data source, model,
+epochs, learning rate, augmentation and distillation switches, reason), filled with the worker's config, so the
+Prefect UI shows those fields with their descriptions and bounds, and the server refuses a run whose form breaks
+them or carries any other key. The rest of the config, infrastructure included, is the worker's: its runs get it
+in their environment. `textclf worker` serves them in one process; `textclf worker --work-pool NAME` registers
+them for a work pool (process or Kubernetes workers, e.g. on GPU nodes) instead, the config in the job's env.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import serve
@@ -15,15 +18,15 @@ from prefect.schedules import Cron, Schedule
 
 from textclf.config import PipelineConfig
 from textclf.deployments import MANUAL_DEPLOYMENT, SCHEDULED_DEPLOYMENT
-from textclf_flows.retrain import retrain
+from textclf.form import deployment_env, form_of
+from textclf_flows.retrain import retrain_from_form
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["textclf"]
 
 
 def _common(cfg: PipelineConfig) -> dict:
-    # dumped by alias (`validate`, not `validate_`): the names the parameter schema and the form use
-    return {"parameters": {"config": cfg.to_dict()}, "tags": TAGS, "enforce_parameter_schema": True}
+    return {"parameters": {"form": form_of(cfg)}, "tags": TAGS, "enforce_parameter_schema": True}
 
 
 def _schedule(cfg: PipelineConfig) -> Schedule:
@@ -31,33 +34,43 @@ def _schedule(cfg: PipelineConfig) -> Schedule:
 
 
 def runner_deployments(cfg: PipelineConfig) -> list:
-    scheduled = retrain.to_deployment(
+    scheduled = retrain_from_form.to_deployment(
         name=SCHEDULED_DEPLOYMENT,
         schedules=[_schedule(cfg)],
         **_common(cfg),
         description=f"Retrain on the cron '{cfg.ops.cron}' ({cfg.ops.timezone}); a run whose data, config and "
         "code equal the last successful run's finishes as Skipped.",
     )
-    manual = retrain.to_deployment(
-        name=MANUAL_DEPLOYMENT, **_common(cfg), description="Retrain on demand: Run > Custom run opens the config form."
+    manual = retrain_from_form.to_deployment(
+        name=MANUAL_DEPLOYMENT, **_common(cfg), description="Retrain on demand: Run > Custom run opens the run form."
     )
     return [scheduled, manual]
 
 
 def serve_deployments(cfg: PipelineConfig, limit: int = 1) -> None:
-    """Create both deployments and run their flow runs here (one at a time by default) until interrupted."""
+    """Create both deployments and run their flow runs here (one at a time by default) until interrupted.
+
+    The runs are subprocesses of this one: they find the deployment's config in the environment."""
+    os.environ.update(deployment_env(cfg))
     serve(*runner_deployments(cfg), limit=limit, pause_on_shutdown=False)
 
 
 def deploy_to_pool(cfg: PipelineConfig, work_pool: str, source: Path = REPO_ROOT) -> list[str]:
     """Register both deployments for `work_pool`; its workers run the flow from `source` (a checkout path)."""
-    flow = retrain.from_source(source=str(source), entrypoint="flows/retrain.py:retrain")
+    flow = retrain_from_form.from_source(source=str(source), entrypoint="flows/retrain.py:retrain_from_form")
     ids = []
     for name, extra in ((SCHEDULED_DEPLOYMENT, {"schedules": [_schedule(cfg)]}), (MANUAL_DEPLOYMENT, {})):
         ids.append(
             str(
                 flow.deploy(
-                    name=name, work_pool_name=work_pool, build=False, push=False, print_next_steps=False, **extra, **_common(cfg)
+                    name=name,
+                    work_pool_name=work_pool,
+                    build=False,
+                    push=False,
+                    print_next_steps=False,
+                    job_variables={"env": deployment_env(cfg)},  # the config reaches the job, not the form
+                    **extra,
+                    **_common(cfg),
                 )
             )
         )

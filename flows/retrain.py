@@ -1,4 +1,9 @@
-"""The `retrain` flow: ingest -> split -> validate -> train -> evaluate -> promote (register + gate)."""
+"""The `retrain` flow: ingest -> split -> validate -> train -> evaluate -> promote (register + gate).
+
+Two entry points, one flow name and one composition: `retrain(config)` takes the whole config (`textclf run`,
+Python callers, tests); `retrain_from_form(form)` is what the deployments run: the deployment's config (from the
+environment `textclf worker` gives its runs) with the UI form's few choices on top (textclf.form).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,19 @@ from prefect.states import Completed
 
 from textclf.config import PipelineConfig
 from textclf.deployments import FLOW_NAME
+from textclf.form import RunForm
 from textclf.stages import run_dir
 from textclf_flows.augment_fan_out import fan_out_translations
 from textclf_tasks.augment import ablation, augment
 from textclf_tasks.distill import distill, evaluate_student
 from textclf_tasks.evaluate import evaluate
+from textclf_tasks.form import run_config
 from textclf_tasks.ingest import add_drops, ingest, record_lineage, split
 from textclf_tasks.notify import notify_failure
 from textclf_tasks.preflight import preflight
 from textclf_tasks.promote import promote, promote_student
 from textclf_tasks.skip import check_unchanged
-from textclf_tasks.tracking import end_tracking, start_tracking
+from textclf_tasks.tracking import end_tracking, fail_tracking, start_tracking
 from textclf_tasks.train import train
 from textclf_tasks.validate import validate
 
@@ -28,6 +35,17 @@ from textclf_tasks.validate import validate
 @flow(name=FLOW_NAME, log_prints=False, validate_parameters=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def retrain(config: PipelineConfig = PipelineConfig()) -> dict | State:  # State: a Completed "Skipped" run
     """Retrain the text classifier on the configured data; register it and promote it if it is better."""
+    return _pipeline(config)
+
+
+@flow(name=FLOW_NAME, log_prints=False, validate_parameters=True, on_failure=[notify_failure], on_crashed=[notify_failure])
+def retrain_from_form(form: RunForm = RunForm()) -> dict | State:  # type: ignore[valid-type]
+    """Retrain with the deployment's settings and this form's choices (data, model, epochs, switches, reason)."""
+    return _pipeline(run_config(form))
+
+
+def _pipeline(config: PipelineConfig) -> dict | State:
+    """The composition, inside either flow's run."""
     preflight(config)
     if config.data.inbox:
         add_drops(config)  # new drops become a DVC data version before anything reads the data
@@ -61,10 +79,10 @@ def retrain(config: PipelineConfig = PipelineConfig()) -> dict | State:  # State
             evaluated = evaluate_student(config, student, data, run)
             student_decision = promote_student(config, student, evaluated, data, lineage, decision)
             end_tracking(student.run)
-    except BaseException:
+    except BaseException as error:
         if student is not None:
-            end_tracking(student.run, "FAILED")
-        end_tracking(run, "FAILED")
+            fail_tracking(student.run, error)
+        fail_tracking(run, error)  # FAILED, with tag failure.reason
         raise
     end_tracking(run)
     return {

@@ -15,8 +15,8 @@ from typing import Any
 from prefect.blocks.core import Block
 from prefect.logging import get_logger
 
-from textclf.config import PipelineConfig, build_config
-from textclf.errors import ConfigError
+from textclf.config import PipelineConfig
+from textclf.form import config_of_run
 from textclf.promotion import PromotionOutcome
 
 logger = get_logger("textclf.notify")
@@ -56,19 +56,9 @@ def _quiet_http_clients() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _config_of(flow_run) -> PipelineConfig | None:
-    raw = (flow_run.parameters or {}).get("config")
-    if isinstance(raw, PipelineConfig):
-        return raw
-    try:
-        return build_config(raw or {})
-    except ConfigError:
-        return None
-
-
 def notify_failure(flow, flow_run, state) -> None:
     """Flow hook (on_failure / on_crashed): tell the block which run failed and why."""
-    cfg = _config_of(flow_run)
+    cfg = config_of_run(flow_run.parameters or {})
     block = cfg.ops.notify_block if cfg else PipelineConfig().ops.notify_block
     send(
         block,

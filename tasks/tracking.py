@@ -39,3 +39,9 @@ def start_tracking(cfg: PipelineConfig, extra_tags: dict[str, str] | None = None
 @task(name="end-tracking", retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def end_tracking(run: TrackedRun, status: str = "FINISHED") -> None:
     run.end(status)
+
+
+@task(name="fail-tracking", retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def fail_tracking(run: TrackedRun, error: BaseException) -> None:
+    """The run ends FAILED with tag failure.reason (the error's type and first line)."""
+    run.fail(error)

@@ -6,18 +6,22 @@ in the Prefect UI form and in the JSON schema. Unknown keys are rejected everywh
 
 from __future__ import annotations
 
+import codecs
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textclf.errors import ConfigError
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_DATA = "packaged:rotten_tomatoes"
+# The DVC-tracked data folder (data.dvc versions it): the default source, so a default run's model carries a
+# data version that `textclf data restore` brings back. `make setup` fills it (`textclf data seed`).
+TRACKED_DATA_DIR = "data/raw"
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,11 @@ class DataConfig(_Section):
     """Where the labelled texts come from and how they are split."""
 
     source: str = Field(
-        PACKAGED_DATA,
+        TRACKED_DATA_DIR,
         description=(
-            "Data source: 'packaged:rotten_tomatoes' (ships with the install), a CSV/JSONL/Parquet "
-            "file, a folder of such files, a Hugging Face dataset saved with save_to_disk, or "
-            "'hf:DATASET_ID' for the hub."
+            "Data source: a CSV/JSONL/Parquet file, a folder of such files (default: the DVC-tracked data_dir, "
+            "filled by `make setup`), 'packaged:rotten_tomatoes' (ships with the install, not a DVC version), "
+            "a Hugging Face dataset saved with save_to_disk, or 'hf:DATASET_ID' for the hub."
         ),
     )
     text_column: str = Field("text", min_length=1, description="Column holding the input text.")
@@ -70,12 +74,19 @@ class DataConfig(_Section):
         None,
         description="Optional column whose groups stay on one side of the split (e.g. movie_name).",
     )
+    encoding: str = Field(
+        "utf-8",
+        min_length=1,
+        description="Text encoding of CSV/TSV/JSONL/JSON drops: a Python codec name (utf-8, cp1252, latin-1, ...) "
+        "or 'auto' to detect it per file with charset-normalizer (the detected codec is reported). Parquet and "
+        "Hugging Face datasets store typed strings and ignore it.",
+    )
     max_rows: int | None = Field(None, gt=0, description="Keep at most this many rows (seeded stratified sample); empty: all.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test split.")
     seed: int = Field(42, ge=0, description="Seed for sampling and splitting.")
     data_dir: str = Field(
-        "data/raw",
+        TRACKED_DATA_DIR,
         min_length=1,
         description="DVC-tracked folder of raw drops (`textclf data add` copies new drops here).",
     )
@@ -86,6 +97,19 @@ class DataConfig(_Section):
     )
     dvc_remote: str | None = Field(None, description="DVC remote to push data versions to; empty: the default.")
     dvc_push: bool = Field(True, description="Push each new data version to the DVC remote.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        if value.lower() == "auto":
+            return "auto"
+        try:
+            known = getattr(codecs.lookup(value), "_is_text_encoding", True)  # base64, rot13: not a text codec
+        except LookupError:
+            known = False
+        if not known:
+            raise ValueError(f"unknown text encoding {value!r}; use a Python codec name (utf-8, cp1252, latin-1) or 'auto'")
+        return value
 
     @model_validator(mode="after")
     def _declared_labels(self) -> DataConfig:
@@ -106,6 +130,13 @@ class ValidateConfig(_Section):
     min_text_chars: int = Field(1, ge=1, description="Shortest allowed text, in characters.")
     max_text_chars: int = Field(20_000, gt=1, description="Longest allowed text, in characters.")
     max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="Highest allowed share of duplicate texts within a split.")
+    max_conflicting_label_rate: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="Highest allowed share of a split's rows whose text (after NFC, casefold and whitespace "
+        "normalisation) also appears with another label; quarantine mode drops every copy of such a text.",
+    )
     min_class_share: float = Field(0.05, ge=0, lt=1, description="Lowest allowed share of any class in the training split.")
     min_rows: int = Field(20, ge=2, description="Fewest rows the whole dataset may have.")
 
@@ -487,6 +518,11 @@ class OpsConfig(_Section):
         "custom-webhook/textclf-alerts",
         description="Prefect notification block ('<type-slug>/<name>') told about failures and promotions; "
         "empty or not created: no notifications. Its URL and tokens live in the block, never here.",
+    )
+    reason: str | None = Field(
+        None,
+        max_length=500,
+        description="Why this run was started (the UI form's reason), tagged on its MLflow run as run.reason.",
     )
 
     @model_validator(mode="after")

@@ -94,6 +94,8 @@ def start_tracking(
     """The run's MLflow run: the whole config as params and config.yaml (a child run under `parent`)."""
     if parent is not None:
         tags = {**tags, "mlflow.parentRunId": parent.run_id}
+    if cfg.ops.reason:
+        tags = {**tags, "run.reason": cfg.ops.reason}
     return start_run(cfg.tracking_target(), cfg.flat(), {"config.yaml": dump_yaml(cfg)}, run_name, tags)
 
 

@@ -280,6 +280,15 @@ def git_state(cwd: Path | None = None) -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
 
 
+FAILURE_TAG = "failure.reason"
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for a failed run: `DataError: ...` (the first line of the message, at most 500 characters)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else '(no message)'}"[:500]
+
+
 @dataclass(frozen=True)
 class TrackedRun:
     """A handle on one MLflow run: small and picklable, so tasks hand it on instead of a config + id."""
@@ -312,6 +321,11 @@ class TrackedRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client().set_terminated(self.run_id, status=status)
+
+    def fail(self, error: BaseException) -> None:
+        """End the run FAILED with the reason as tag `failure.reason`: the error's type and first line."""
+        self.set_tags({FAILURE_TAG: failure_reason(error)})
+        self.end("FAILED")
 
     @property
     def url(self) -> str | None:

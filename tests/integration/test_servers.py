@@ -19,17 +19,10 @@ def deployment(client, name: str):
     return client.read_deployment_by_name(f"retrain/{name}")
 
 
-def merged(base: dict, changes: dict) -> dict:
-    out = dict(base)
-    for key, value in changes.items():
-        out[key] = merged(base.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
-
-
 def params(client, changes: dict, name: str = "manual") -> dict:
-    """The deployment's config with `changes`, as the UI form submits it (a parameter replaces the whole
-    config, so start from the deployment's: it carries the stack's tracking URI)."""
-    return {"config": merged(deployment(client, name).parameters["config"], changes)}
+    """The deployment's run form with `changes`, as the UI form submits it (the parameter replaces the whole
+    form, so start from the deployment's)."""
+    return {"form": {**deployment(client, name).parameters["form"], **changes}}
 
 
 def csrf_headers(api: str, client_id: str = "textclf-tests") -> dict[str, str]:
@@ -50,7 +43,7 @@ def artifacts_of(client, flow_run_id) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def manual_run(prefect_client, service_config, wait_final):
     """retrain/manual triggered through the client with parameters; waits until it is final."""
-    changed = params(prefect_client, {"train": {"logging_steps": 3}})
+    changed = params(prefect_client, {"reason": "first manual run"})
     run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=changed)
     return wait_final(run.id, timeout_s=300)
 
@@ -76,12 +69,20 @@ def test_serve_check_reports_every_service_healthy(stack):
     assert "retrain/manual: READY" in out.stdout
 
 
-def test_deployments_carry_the_config_form_and_the_weekly_cron(prefect_client, stack):
+def test_deployments_carry_the_run_form_and_the_weekly_cron(prefect_client, stack, service_config):
     manual = deployment(prefect_client, "manual")
     schema = manual.parameter_openapi_schema
-    epochs = schema["definitions"]["TrainConfig"]["properties"]["epochs"]
-    assert epochs["description"].startswith("Training epochs") and epochs["exclusiveMinimum"] == 0
+    assert list(schema["properties"]) == ["form"]
+    form = next(iter(schema["definitions"].values()))
+    assert list(form["properties"]) == ["data_source", "model", "epochs", "learning_rate", "augment", "distill", "reason"]
+    assert form["additionalProperties"] is False
+    epochs = form["properties"]["epochs"]
+    assert epochs["description"].startswith("Training epochs") and epochs["anyOf"][0]["exclusiveMinimum"] == 0
     assert manual.enforce_parameter_schema and not manual.schedules
+    # The form shows the worker's values; the infrastructure settings are nowhere in the deployment's parameters.
+    assert manual.parameters["form"]["data_source"] == service_config["data"]["source"]
+    assert manual.parameters["form"]["epochs"] == service_config["train"]["epochs"]
+    assert stack.mlflow_url not in str(manual.parameters)
 
     scheduled = deployment(prefect_client, "scheduled")
     (sched,) = scheduled.schedules
@@ -114,18 +115,32 @@ def test_deployments_carry_the_config_form_and_the_weekly_cron(prefect_client, s
     assert gaps_days == [7] * (len(starts) - 1)
 
 
-def test_bad_parameter_is_refused_at_submission(prefect_client, service_config):
+def test_bad_or_infrastructure_parameters_are_refused_at_submission(prefect_client, service_config, mlflow_client, wait_final):
     from prefect.exceptions import PrefectHTTPStatusError
 
     manual = deployment(prefect_client, "manual")
-    bad = params(prefect_client, {"train": {"epochs": -1}})
-    with pytest.raises(PrefectHTTPStatusError) as refused:
-        prefect_client.create_flow_run_from_deployment(manual.id, parameters=bad)
-    assert refused.value.response.status_code == 409
-    assert "-1" in refused.value.response.text and "epochs" in refused.value.response.text
-    unknown = params(prefect_client, {"train": {"epoch": 2}})
-    with pytest.raises(PrefectHTTPStatusError):
-        prefect_client.create_flow_run_from_deployment(manual.id, parameters=unknown)
+
+    def refused(parameters: dict) -> str:
+        with pytest.raises(PrefectHTTPStatusError) as err:
+            prefect_client.create_flow_run_from_deployment(manual.id, parameters=parameters)
+        assert err.value.response.status_code == 409, err.value.response.text
+        return err.value.response.text
+
+    text = refused(params(prefect_client, {"epochs": -1}))
+    assert "-1" in text and "epochs" in text
+    refused(params(prefect_client, {"epoch": 2}))  # a typo
+    # What the worker talks to and where it writes is the deployment's, never the form's.
+    for infra in ("tracking_uri", "artifact_location", "output_dir", "cache_dir", "dask_address"):
+        assert infra in refused(params(prefect_client, {infra: "http://attacker.example:5000"}))
+    # A parameter beside the form: Prefect's schema check covers declared parameters only, so the run is created,
+    # and it ends at parameter binding (the run process exits: Crashed), before any task: no MLflow run.
+    attack = {"config": {**service_config, "tracking": {"tracking_uri": "http://attacker.example:5000"}}}
+    run = prefect_client.create_flow_run_from_deployment(manual.id, parameters=attack)
+    done = wait_final(run.id, timeout_s=120)
+    assert done.state.is_crashed() or done.state.is_failed(), done.state
+    experiment = mlflow_client.get_experiment_by_name("textclf")
+    if experiment is not None:
+        assert not mlflow_client.search_runs([experiment.experiment_id], f"tags.`prefect.flow_run_id` = '{run.id}'")
 
 
 def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(
@@ -138,7 +153,8 @@ def test_manual_run_lands_in_mlflow_with_artifacts_and_a_promotion_notice(
     )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run = runs[0]
-    assert run.data.params["train.logging_steps"] == "3"  # the parameter given at trigger time
+    assert run.data.tags["run.reason"] == "first manual run"  # the form given at trigger time
+    assert run.data.params["train.logging_steps"] == "2" and run.data.params["tracking.tracking_uri"] == stack.mlflow_url
     assert "textclf.run_key" in run.data.tags
     versions = mlflow_client.search_model_versions(f"run_id = '{run.info.run_id}'")
     assert [v.name for v in versions] == ["textclf"]
@@ -165,8 +181,8 @@ def test_unchanged_scheduled_run_is_skipped(manual_run, prefect_client, service_
     assert manual_run.state.is_completed()
     scheduled = deployment(prefect_client, "scheduled")
     experiment = mlflow_client.get_experiment_by_name("textclf").experiment_id
-    # Same data and config as the manual run (logging_steps too).
-    same = params(prefect_client, {"train": {"logging_steps": 3}}, name="scheduled")
+    # Same data and config as the manual run (a reason is not part of what makes a run new).
+    same = params(prefect_client, {"reason": "weekly"}, name="scheduled")
 
     def trigger():
         run = prefect_client.create_flow_run_from_deployment(scheduled.id, parameters=same)
@@ -188,7 +204,7 @@ def test_unchanged_scheduled_run_is_skipped(manual_run, prefect_client, service_
 
 
 def test_failed_run_is_notified(prefect_client, service_config, receiver, wait_final):
-    missing = params(prefect_client, {"data": {"source": "/nonexistent/reviews.csv"}})
+    missing = params(prefect_client, {"data_source": "/nonexistent/reviews.csv"})
     run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=missing)
     done = wait_final(run.id, timeout_s=180)
     assert done.state.is_failed()
@@ -196,12 +212,17 @@ def test_failed_run_is_notified(prefect_client, service_config, receiver, wait_f
     assert "failed" in notice["subject"] and "/nonexistent/reviews.csv" in notice["body"]
 
 
-def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(prefect_client, service_config, mlflow_client, wait_final):
+def test_retried_flow_run_reuses_its_persisted_results_and_mlflow_run(
+    prefect_client, service_config, mlflow_client, wait_final, tmp_path
+):
+    import pandas as pd
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Scheduled
 
-    # Fails at the data gate, after start-tracking, ingest and split have completed.
-    failing = params(prefect_client, {"validate": {"min_rows": 100_000}})
+    # Fails at the data gate (12 rows, under validate.min_rows), after start-tracking, ingest and split completed.
+    few = tmp_path / "twelve-rows.csv"
+    pd.read_csv(service_config["data"]["source"]).groupby("label").head(6).to_csv(few, index=False)
+    failing = params(prefect_client, {"data_source": str(few)})
     run = prefect_client.create_flow_run_from_deployment(deployment(prefect_client, "manual").id, parameters=failing)
     assert wait_final(run.id, timeout_s=180).state.is_failed()
     prefect_client.set_flow_run_state(run.id, Scheduled(), force=True)  # what the UI's Retry does

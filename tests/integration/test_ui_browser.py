@@ -60,15 +60,15 @@ def test_run_started_from_the_prefect_form_opens_in_mlflow(browser_driver, stack
     UI_SHOTS.mkdir(parents=True)
     manual = prefect_client.read_deployment_by_name("retrain/manual")
 
-    submitted = node("submit", stack.prefect_url, str(manual.id), "Logging Steps", "5", str(UI_SHOTS))
+    submitted = node("submit", stack.prefect_url, str(manual.id), "Reason", "started from the UI form", str(UI_SHOTS))
     run = wait_final(submitted["flow_run_id"], timeout_s=300)
     assert submitted["flow_run_name"] == run.name
     assert run.state.is_completed(), run.state.message
-    assert run.parameters["config"]["train"]["logging_steps"] == 5  # the field set in the form
+    assert run.parameters["form"]["reason"] == "started from the UI form"  # the field set in the form
 
     experiment = mlflow_client.get_experiment_by_name("textclf")
     (ml_run,) = mlflow_client.search_runs([experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{run.id}'")
-    assert ml_run.data.params["train.logging_steps"] == "5"
+    assert ml_run.data.tags["run.reason"] == "started from the UI form"
     url = f"{stack.mlflow_url}/#/experiments/{experiment.experiment_id}/runs/{ml_run.info.run_id}"
     # Rendered means this run's name, its id and one of its metrics are on the page.
     metric = sorted(ml_run.data.metrics)[0]
