@@ -66,6 +66,13 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def real_rows():
+    """write_real_rows(dest, n, seed=0) for tests that need real rows of their own size (`conftest` is not an
+    importable name: each test folder may have one)."""
+    return write_real_rows
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+DATA_NOTE_TAG = "data.version_note"  # lineage tag: one line on what the data version is (textclf.versioning)
+
 UNKNOWN = "_not recorded_"
 # Config keys worth reading on the card; the full config is the run's config.yaml.
 CONFIG_KEYS = (
@@ -56,8 +58,10 @@ def _section_lineage(c: CardInputs) -> str:
         f"- code commit: `{commit}`" + (f" (uncommitted changes: {dirty})" if dirty else "") + "\n"
         f"- training run: `{c.run_id}` (config: `runs:/{c.run_id}/config.yaml`)\n"
         + (f"- orchestration: {', '.join(f'{k}={v}' for k, v in prefect.items())}\n" if prefect else "")
-        + "\n**Data version**\n\n"
-        + _table(data)
+        + "\n**Data version**"
+        + (f": {c.tags[DATA_NOTE_TAG]}" if DATA_NOTE_TAG in c.tags else "")
+        + "\n\n"
+        + _table({k: v for k, v in data.items() if k != DATA_NOTE_TAG})
     )
 
 

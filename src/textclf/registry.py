@@ -5,6 +5,7 @@ Decisions about the champion alias are textclf.promotion's; the rules of the gat
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,8 +80,22 @@ def register_model(
             )
         except MlflowException:  # created by a concurrent flow
             client.get_registered_model(name)
-    version = client.create_model_version(name=name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags or {})
+    tags = {**(tags or {}), **label_tags(Path(model_dir))}
+    version = client.create_model_version(name=name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags)
     return RegisteredVersion(name=name, version=str(version.version), uri=f"models:/{name}/{version.version}")
+
+
+LABELS_TAG = "model.labels"  # the version's classes in id order (JSON), readable without downloading it
+
+
+def label_tags(model_dir: Path) -> dict[str, str]:
+    """The model's label set from its config.json (id2label), as a version tag; none if the folder has none."""
+    config = model_dir / "config.json"
+    if not config.is_file():
+        return {}
+    id2label = json.loads(config.read_text()).get("id2label") or {}
+    names = [id2label[k] for k in sorted(id2label, key=int)]
+    return {LABELS_TAG: json.dumps(names)} if names else {}
 
 
 def registered_from(reg: RegistryTarget, run_id: str) -> RegisteredVersion | None:

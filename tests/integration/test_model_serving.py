@@ -77,7 +77,7 @@ TEXTS = [
 ]
 
 
-def test_a_registered_model_holds_code_and_safetensors_and_no_pickle(store):
+def test_a_registered_model_holds_code_and_safetensors_and_no_pickle(store, trained_folder):
     cfg, version = store
     reg = cfg.registry_target()
     client = tracking.client_for(reg.mlflow)
@@ -88,6 +88,10 @@ def test_a_registered_model_holds_code_and_safetensors_and_no_pickle(store):
     assert {"MLmodel", "pyfunc_model.py"} <= set(files)
     weights = [f for f in files if f.endswith("model.safetensors")]
     assert len(weights) == 1 and weights[0].startswith("artifacts/")
+    # the label set travels with the version, in id order, readable without downloading the model
+    config = json.loads((trained_folder / "config.json").read_text())
+    expected = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    assert json.loads(mv.tags[registry.LABELS_TAG]) == expected and len(expected) >= 2
 
 
 def test_load_registered_reads_the_safetensors_folder(store, trained_folder, tmp_path):

@@ -1,11 +1,16 @@
 """The data gate's Great Expectations suites, built from `ValidateConfig`, and the columns they read.
 
 Checks GX cannot state on the raw columns are computed here, vectorised, as plain columns
-(`text_stripped_chars`, `label_name`, `in_train`) so that GX still evaluates every check.
+(`text_stripped_chars`, `label_name`, `text_key`, `in_train`, `label_conflict`) so that GX still
+evaluates every check. Duplicates, leakage and label conflicts compare `text_key`, the text as
+`textclf.data.dedup` normalises it (the split uses the same key to keep copies on one side).
 Each expectation carries `meta.check`: the gate's name for it (`text_not_empty`, ...).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,39 +18,65 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from textclf.config import ValidateConfig
+from textclf.data.dedup import DuplicateSummary, compare_texts, text_keys
 
 TEXT = "text"
 LABEL = "label"
 STRIPPED = "text_stripped_chars"  # characters once surrounding whitespace is removed; NaN for a null text
 LABEL_NAME = "label_name"  # the label as a name; "<id N>" / "<missing>" when it is not a known class
-IN_TRAIN = "in_train"  # validation/test only: the same text is also in train
+KEY = "text_key"  # the normalised text (textclf.data.dedup); null for a null or blank text
+IN_TRAIN = "in_train"  # validation/test only: the same (normalised) text is also in train
+CONFLICT = "label_conflict"  # the same normalised text has another label somewhere in the dataset
 SPLITS = ("train", "validation", "test")
+CONFLICTING = "conflicting_labels"
 
 # Checks whose failing rows quarantine mode may drop; the others describe a whole split.
-ROW_LEVEL = ("text_not_null", "text_not_empty", "text_length", "label_in_set", "not_in_train")
+ROW_LEVEL = ("text_not_null", "text_not_empty", "text_length", "label_in_set", "not_in_train", CONFLICTING)
+
+
+@dataclass
+class SplitTexts:
+    """One split's texts as the dataset-wide checks see them; row-aligned with the split's frame."""
+
+    key: pa.Array  # normalised text (large_string), null where null or blank
+    conflicting: np.ndarray  # bool: the key occurs, in any split, with another label
+
+
+def split_texts(frames: Mapping[str, pd.DataFrame]) -> tuple[dict[str, SplitTexts], DuplicateSummary]:
+    """Normalise every split's texts once; mark label conflicts and count duplicates over all splits together."""
+    keys = {s: text_keys(f[TEXT]) if TEXT in f else pa.nulls(len(f), pa.large_string()) for s, f in frames.items()}
+    labels = {s: f[LABEL] if LABEL in f else pd.Series([None] * len(f), dtype=object) for s, f in frames.items()}
+    compared = compare_texts(keys, labels)
+    return {s: SplitTexts(keys[s], compared.conflicting[s]) for s in frames}, compared.summary
 
 
 def add_computed_columns(
-    frame: pd.DataFrame, class_names: list[str] | None, train_texts: pd.Series | None = None
+    frame: pd.DataFrame,
+    class_names: list[str] | None,
+    texts: SplitTexts | None = None,
+    train_keys: pa.Array | None = None,
 ) -> pd.DataFrame:
-    """The split's own columns plus the computed ones (vectorised; no Python loop over rows)."""
+    """The split's own columns plus the computed ones (vectorised; no Python loop over rows).
+
+    `texts` (from `split_texts`) adds the key and conflict columns; `train_keys` (validation/test) the leakage one.
+    """
     out = pd.DataFrame(index=frame.index)
     if TEXT in frame:
         out[TEXT] = frame[TEXT]
         stripped = frame[TEXT].str.strip().str.len()
         out[STRIPPED] = stripped.astype("float64")
-        if train_texts is not None:
-            out[IN_TRAIN] = is_in(frame[TEXT], train_texts) & (stripped > 0).to_numpy()
+        if texts is not None:
+            out[KEY] = texts.key.to_pandas().set_axis(frame.index)
+            if train_keys is not None:
+                # a null key (null or blank text) is never "in train": text_not_null / text_not_empty report it
+                found = pc.is_in(texts.key, value_set=train_keys, skip_nulls=True).fill_null(False)
+                out[IN_TRAIN] = found.to_numpy(zero_copy_only=False) & texts.key.is_valid().to_numpy(zero_copy_only=False)
+    if texts is not None and LABEL in frame:
+        out[CONFLICT] = texts.conflicting
     if LABEL in frame:
         out[LABEL] = frame[LABEL]
         out[LABEL_NAME] = label_names(frame[LABEL], class_names)
     return out
-
-
-def is_in(values: pd.Series, members: pd.Series) -> np.ndarray:
-    """Which `values` occur in `members`; Arrow's hash join (pandas' isin on Arrow strings is slow)."""
-    found = pc.is_in(pa.array(values, from_pandas=True), value_set=pa.array(members, from_pandas=True))
-    return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def label_names(labels: pd.Series, class_names: list[str] | None) -> pd.Series:
@@ -98,9 +129,20 @@ def build_split_suite(split: str, cfg: ValidateConfig, declared: list[str], name
     )
     suite.add_expectation(
         gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
-            column=TEXT,
+            column=KEY,
             min_value=1 - cfg.max_duplicate_rate,
-            **_meta("duplicate_rate", f"at most {cfg.max_duplicate_rate:.1%} of texts are duplicates"),
+            **_meta("duplicate_rate", f"at most {cfg.max_duplicate_rate:.1%} of (normalised) texts are duplicates"),
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=CONFLICT,
+            value_set=[False],
+            mostly=1 - cfg.max_conflicting_label_rate,
+            **_meta(
+                CONFLICTING,
+                f"at most {cfg.max_conflicting_label_rate:.1%} of rows share their (normalised) text with a row of another label",
+            ),
         )
     )
     if split == "train" and cfg.min_class_share > 0:
@@ -117,7 +159,7 @@ def build_split_suite(split: str, cfg: ValidateConfig, declared: list[str], name
     if split != "train":
         suite.add_expectation(
             gxe.ExpectColumnValuesToBeInSet(
-                column=IN_TRAIN, value_set=[False], **_meta("not_in_train", "no text also appears in train")
+                column=IN_TRAIN, value_set=[False], **_meta("not_in_train", "no (normalised) text also appears in train")
             )
         )
     return suite
@@ -142,12 +184,14 @@ def build_dataset_suite(cfg: ValidateConfig, name: str = "textclf.dataset"):
     return suite
 
 
-def row_level_copy(suite, failed_ids: set[str], name: str):
-    """A suite holding fresh copies of the failed row-level expectations (to list every failing row)."""
+def row_level_copy(suite, failed_ids: set[str], name: str, also: frozenset[str] = frozenset()):
+    """A suite holding fresh copies of the failed row-level expectations (to list every failing row),
+    and of those whose check is in `also` whether they failed here or not."""
     import great_expectations as gx  # ~6 s to import: only when a gate runs
 
     out = gx.ExpectationSuite(name=name)
     for exp in suite.expectations:
-        if exp.id in failed_ids and (exp.meta or {}).get("check") in ROW_LEVEL:
+        check = (exp.meta or {}).get("check")
+        if check in ROW_LEVEL and (exp.id in failed_ids or check in also):
             out.add_expectation(exp.copy(update={"id": None}))
     return out

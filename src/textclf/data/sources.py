@@ -2,14 +2,17 @@
 
 Every source normalises to a `datasets.Dataset` with the columns `text` (string),
 `label` (`ClassLabel`, multi-class) and, when configured, `group` (string); `split.py`
-turns it into the train/validation/test `DatasetDict`. Every problem a user can fix is a
-one-line `DataError` naming the file, the row and the column.
+turns it into the train/validation/test `DatasetDict`. CSV/TSV/JSONL drops are decoded
+with `data.encoding` and streamed block by block through pyarrow's readers (`readers.py`), keeping only
+the needed columns in Arrow (no Python object per row): reading costs about the file's
+size in memory. Rows without a label (empty, NA, N/A, null, None, nan) are dropped and
+counted. Every problem a user can fix is a one-line `DataError` naming the file, the row
+and the column.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,25 +20,42 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset, load_from_disk
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    DatasetInfo,
+    Features,
+    Value,
+    concatenate_datasets,
+    load_dataset,
+    load_from_disk,
+)
+from datasets.table import InMemoryTable
 
 from textclf.config import PACKAGED_DATA, DataConfig
+from textclf.data.readers import FILE_READERS, check_columns, column_strings, first_line, frame_table, read_file
 from textclf.errors import DataError
 from textclf.settings import packaged_corpus_path
 
-FILE_READERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 RT_LABELS = {"fresh": "positive", "rotten": "negative"}
-FILE_COL, ROW_COL = "_file", "_row"  # where each row came from, for error messages
+FILE_COL, ROW_COL = "_file", "_row"  # where each row came from (file index, 1-based row), for error messages
+MISSING_LABELS = ("", "na", "n/a", "null", "none", "nan")  # a label spelled so (trimmed, any case) is no class
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SourceTable:
-    """The normalised dataset plus what reading it noticed (dropped header rows, files read)."""
+    """The normalised dataset plus what reading it noticed (dropped rows, files read, their codecs)."""
 
     dataset: Dataset
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    missing_labels: int = 0  # rows dropped because their label was empty, NA, N/A, null, None or nan
+    encodings: dict[str, str] = field(default_factory=dict)  # text file -> codec read with (detected, under auto)
 
 
 def read_packaged_corpus() -> pd.DataFrame:
@@ -57,87 +77,6 @@ def export_packaged_corpus(dest: Path) -> Path:
     return dest
 
 
-def _decode_utf8(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise DataError(
-            f"{path}: line {line}, character {column}: byte 0x{raw[err.start]:02x} is not valid UTF-8 "
-            f"(Latin-1/Windows-1252?); re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name}`"
-        ) from None
-
-
-def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
-    if text.lstrip().startswith("["):  # a .json file holding one array of objects
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {err.lineno}: invalid JSON ({err.msg}); fix the file") from None
-    else:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg}); write one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}; "
-                    'write one object per line, e.g. {"text": ..., "label": ...}'
-                )
-            records.append(record)
-    return pd.DataFrame.from_records(records)
-
-
-def _read_csv(path: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file has no header and no rows; drop it or add a header and rows") from None
-    except (ValueError, pd.errors.ParserError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(
-            f"{path}: cannot be parsed as CSV ({first}); quote fields that hold the separator, quotes or newlines"
-        ) from None
-    # A header repeated inside the data (files concatenated with `cat`): drop it, say so.
-    header = frame.eq(pd.Series(frame.columns, index=frame.columns)).all(axis=1)
-    notes = []
-    if header.any():
-        rows = ", ".join(str(i + 1) for i in np.flatnonzero(header.to_numpy())[:5])
-        notes.append(f"{path}: dropped {int(header.sum())} repeated header row(s) (data row {rows})")
-        frame = frame[~header.to_numpy()]
-    return frame, notes
-
-
-def read_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One drop file -> raw frame (columns as in the file) and notes."""
-    kind = FILE_READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty; drop it or fill it with a header and rows")
-    notes: list[str] = []
-    if kind == "parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for a damaged file
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(f"{path}: cannot be read as Parquet ({first}); re-export the file") from None
-    elif kind == "csv":
-        frame, notes = _read_csv(path, _decode_utf8(path))
-    else:
-        frame = _read_jsonl(path, _decode_utf8(path))
-    frame = frame.reset_index(drop=True)
-    frame[ROW_COL] = np.arange(1, len(frame) + 1)
-    return frame, notes
-
-
 def drop_files(path: Path) -> list[Path]:
     """The file itself, or every supported file under the folder (sorted, hidden files skipped)."""
     if path.is_file():
@@ -151,80 +90,67 @@ def drop_files(path: Path) -> list[Path]:
     return usable
 
 
-def _check_columns(frame: pd.DataFrame, needed: list[str], where: str, others: str = "") -> None:
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        have = ", ".join(repr(c) for c in frame.columns if c != ROW_COL)
-        which = " and ".join(repr(c) for c in missing)
-        raise DataError(
-            f"{where}: column {which} not found (columns: {have}){others}; rename the column or set "
-            "data.text_column / data.label_column / data.group_column"
-        )
+def _roles(table: pa.Table, text: str, label: str, group: str | None, file_index: int) -> pa.Table:
+    """Source columns -> text / label [/ group] strings + where each row came from."""
+    n = table.num_rows
+    columns = {"text": column_strings(table[text], label=False), "label": column_strings(table[label], label=True)}
+    if group:
+        columns["group"] = column_strings(table[group], label=False)
+    columns[FILE_COL] = pa.chunked_array([np.full(n, file_index, dtype=np.int32)], pa.int32())
+    columns[ROW_COL] = pa.chunked_array([np.arange(1, n + 1, dtype=np.int64)], pa.int64())
+    return pa.table(columns)
 
 
-def _label_strings(series: pd.Series) -> pd.Series:
-    """Labels as strings; integral floats (1.0 from a column with gaps) read as '1'."""
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        if (whole == whole.round()).all():
-            series = series.astype("Int64")
-    return series.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+@dataclass
+class _Rows:
+    """Rows of every file of a source, before the label checks."""
+
+    table: pa.Table
+    files: list[str]
+    notes: list[str] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)
 
 
-def _normalise(frame: pd.DataFrame, cfg: DataConfig, text_col: str, label_col: str, name: str) -> pd.DataFrame:
-    text = frame[text_col]
-    out = pd.DataFrame(
-        {
-            "text": text.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore"),
-            "label": _label_strings(frame[label_col]),
-            FILE_COL: name,
-            ROW_COL: frame[ROW_COL] if ROW_COL in frame else np.arange(1, len(frame) + 1),
-        }
-    )
-    if cfg.group_column:
-        out["group"] = frame[cfg.group_column].map(str, na_action="ignore")
-    return out
-
-
-def read_drops(path: Path, cfg: DataConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
+def read_drops(path: Path, cfg: DataConfig) -> _Rows:
     """Every drop of a file or folder, checked column by column and combined."""
     files = drop_files(path)
     needed = [cfg.text_column, cfg.label_column] + ([cfg.group_column] if cfg.group_column else [])
-    frames: list[pd.DataFrame] = []
-    notes: list[str] = []
-    names: list[str] = []
+    rows = _Rows(pa.table({}), [])
+    tables = []
     for file in files:
-        frame, file_notes = read_file(file)
-        others = f", unlike {names[0]}" if names else ""
-        _check_columns(frame, needed, str(file), others)
+        others = f", unlike {rows.files[0]}" if rows.files else ""
+        table, notes, codec = read_file(file, needed, cfg.encoding, others)
         name = file.name if path.is_file() else str(file.relative_to(path))
-        frames.append(_normalise(frame, cfg, cfg.text_column, cfg.label_column, name))
-        notes += file_notes
-        names.append(name)
-    return pd.concat(frames, ignore_index=True), names, notes
+        tables.append(_roles(table, cfg.text_column, cfg.label_column, cfg.group_column, len(rows.files)))
+        rows.files.append(name)
+        rows.notes += notes
+        if codec is not None:
+            rows.encodings[name] = codec
+    rows.table = pa.concat_tables(tables)
+    return rows
 
 
-def _from_hf(dataset, cfg: DataConfig, where: str) -> pd.DataFrame:
-    """A Dataset or DatasetDict (all splits combined; we split ourselves) -> normalised frame."""
+def _from_hf(dataset, cfg: DataConfig, where: str) -> _Rows:
+    """A Dataset or DatasetDict (all splits combined; we split ourselves) -> rows."""
     if isinstance(dataset, DatasetDict):
         dataset = concatenate_datasets(list(dataset.values()))
     needed = [cfg.text_column, cfg.label_column] + ([cfg.group_column] if cfg.group_column else [])
-    _check_columns(pd.DataFrame(columns=dataset.column_names), needed, where)
+    check_columns(dataset.column_names, needed, where)
     frame = dataset.select_columns(needed).to_pandas()
     feature = dataset.features[cfg.label_column]
     if isinstance(feature, ClassLabel):
         frame[cfg.label_column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None for v in frame[cfg.label_column]]
-    return _normalise(frame, cfg, cfg.text_column, cfg.label_column, where)
+    table = frame_table(frame, needed, cfg.label_column)
+    return _Rows(_roles(table, cfg.text_column, cfg.label_column, cfg.group_column, 0), [where])
 
 
-def _read_hub(cfg: DataConfig) -> pd.DataFrame:
+def _read_hub(cfg: DataConfig) -> _Rows:
     dataset_id, _, config_name = cfg.source[3:].partition(":")
     try:
         loaded = load_dataset(dataset_id, config_name or None)
     except Exception as err:  # hub, network and builder errors all mean "cannot load this id"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(
-            f"data.source {cfg.source!r}: cannot load from the Hugging Face hub ({first}); check "
+            f"data.source {cfg.source!r}: cannot load from the Hugging Face hub ({first_line(err)}); check "
             "the id, the network (HF_HUB_OFFLINE=1 blocks it), or save_to_disk it and point "
             "data.source at the folder"
         ) from None
@@ -243,68 +169,107 @@ def check_source(cfg: DataConfig) -> None:
     elif source.startswith("packaged:"):
         raise DataError(f"data.source {source!r}: unknown packaged dataset; the only one is {PACKAGED_DATA!r}")
     elif not source.startswith("hf:") and not Path(source).expanduser().exists():
-        raise DataError(
-            f"data.source: {source} does not exist; point it at a file or folder of labelled "
-            f"texts, {PACKAGED_DATA!r} or 'hf:<dataset id>'"
+        tracked = Path(source).expanduser().resolve() == Path(cfg.data_dir).expanduser().resolve()
+        hint = (
+            "it is the DVC-tracked data folder (data.data_dir): `make setup` fills it (`textclf data seed`); or point "
+            "data.source at a file or folder of labelled texts, "
+            if tracked
+            else "point it at a file or folder of labelled texts, "
         )
+        raise DataError(f"data.source: {source} does not exist; {hint}{PACKAGED_DATA!r} or 'hf:<dataset id>'")
 
 
-def _read_frame(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
+def _read_rows(cfg: DataConfig) -> _Rows:
     check_source(cfg)
     source = cfg.source
     if source == PACKAGED_DATA:
         frame = read_packaged_corpus()
-        frame[ROW_COL] = np.arange(1, len(frame) + 1)
         if cfg.group_column:
-            _check_columns(frame, [cfg.group_column], source)
-        return _normalise(frame, cfg, "text", "label", source), [source], []
+            check_columns(list(frame.columns), [cfg.group_column], source)
+        table = frame_table(frame, ["text", "label"] + ([cfg.group_column] if cfg.group_column else []), "label")
+        return _Rows(_roles(table, "text", "label", cfg.group_column, 0), [source])
     if source.startswith("hf:"):
-        return _read_hub(cfg), [source], []
+        return _read_hub(cfg)
     path = Path(source).expanduser()
     if path.is_dir() and is_saved_hf_dataset(path):
-        return _from_hf(load_from_disk(str(path)), cfg, str(path)), [str(path)], []
+        return _from_hf(load_from_disk(str(path)), cfg, str(path))
     return read_drops(path, cfg)
 
 
-def _where(frame: pd.DataFrame, mask: np.ndarray, n: int = 3) -> str:
-    hits = frame[mask]
-    shown = ", ".join(f"{f} row {r}" for f, r in zip(hits[FILE_COL].head(n), hits[ROW_COL].head(n), strict=True))
-    return shown + (f" and {len(hits) - n} more" if len(hits) > n else "")
+def _where(table: pa.Table, mask: np.ndarray, files: list[str], n: int = 3) -> str:
+    hits = np.flatnonzero(mask)
+    shown = zip(table[FILE_COL].take(hits[:n]).to_pylist(), table[ROW_COL].take(hits[:n]).to_pylist(), strict=True)
+    return ", ".join(f"{files[f]} row {r}" for f, r in shown) + (f" and {len(hits) - n} more" if len(hits) > n else "")
 
 
-def _label_names(frame: pd.DataFrame, cfg: DataConfig, source: str) -> list[str]:
-    labels = frame["label"]
-    missing = labels.isna().to_numpy()
-    if missing.any():
+def _drop_missing_labels(table: pa.Table, files: list[str], cfg: DataConfig) -> tuple[pa.Table, int, list[str]]:
+    """Rows whose label is empty, NA, N/A, null, None or nan (any case) have no class: drop and count them."""
+    spelled = pc.utf8_lower(pc.utf8_trim_whitespace(table["label"]))
+    missing = pc.or_(spelled.is_null(), pc.is_in(spelled, value_set=pa.array(MISSING_LABELS)))
+    mask = missing.to_numpy()
+    count = int(mask.sum())
+    if not count:
+        return table, 0, []
+    where = _where(table, mask, files)
+    if count == table.num_rows:
         raise DataError(
-            f"{source}: {int(missing.sum())} row(s) have no {cfg.label_column!r} ({_where(frame, missing)}); label or drop them"
+            f"{cfg.source}: no row has a {cfg.label_column!r} (all {count} empty, NA, null, None or nan: {where}); label them"
         )
-    present = sorted(labels.unique())
+    note = f"{cfg.source}: dropped {count} row(s) with no {cfg.label_column!r} (empty, NA, N/A, null, None or nan: {where})"
+    return table.filter(pc.invert(missing)), count, [note]
+
+
+def _label_names(table: pa.Table, files: list[str], cfg: DataConfig) -> list[str]:
+    labels = table["label"]
+    present = sorted(pc.unique(labels).to_pylist())
     if cfg.labels:
         unknown = [v for v in present if v not in cfg.labels]
         if unknown:
-            bad = labels.isin(unknown).to_numpy()
+            bad = pc.is_in(labels, value_set=pa.array(unknown, pa.string())).to_numpy()
             raise DataError(
-                f"{source}: {cfg.label_column!r} value(s) {unknown[:5]} are outside data.labels={cfg.labels} "
-                f"({_where(frame, bad)}); fix those rows or add the labels to data.labels"
+                f"{cfg.source}: {cfg.label_column!r} value(s) {unknown[:5]} are outside data.labels={cfg.labels} "
+                f"({_where(table, bad, files)}); fix those rows or add the labels to data.labels"
             )
     if len(present) < 2:
         raise DataError(
-            f"{source}: only one class ({present}) in column {cfg.label_column!r}; a classifier "
+            f"{cfg.source}: only one class ({present}) in column {cfg.label_column!r}; a classifier "
             "needs at least two: add rows of the other classes"
         )
     return list(cfg.labels) if cfg.labels else present
 
 
-def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """Seeded sample that keeps each class's share."""
-    if len(frame) <= max_rows:
-        return frame
+def _sample(label_ids: np.ndarray, max_rows: int, seed: int) -> np.ndarray | None:
+    """Positions of a seeded sample that keeps each class's share (None: keep every row)."""
+    if len(label_ids) <= max_rows:
+        return None
+    frame = pd.DataFrame({"label": label_ids})
     share = max_rows / len(frame)
     parts = [
         group.sample(n=max(1, round(len(group) * share)), random_state=seed) for _, group in frame.groupby("label", sort=True)
     ]
-    return pd.concat(parts).sort_index().reset_index(drop=True)
+    return np.sort(pd.concat(parts).index.to_numpy())
+
+
+def _own_groups(group: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A row without a group is a group of its own, never lumped with other ungrouped rows."""
+    ungrouped = group.is_null()
+    if not pc.any(ungrouped).as_py():
+        return group
+    own = pc.binary_join_element_wise("\0row", pc.cast(pa.array(np.arange(len(group))), pa.string()), "")
+    return pc.if_else(ungrouped, own, group)
+
+
+def _fingerprint(table: pa.Table) -> str:
+    """A content hash of the Arrow buffers: what datasets' own fingerprint hashes, minus the pickled copy of the
+    whole table it makes first. Deterministic, as the tokenised-split cache keys on fingerprints derived from it."""
+    digest = xxhash.xxh3_128(table.schema.serialize())
+    for column in table.columns:
+        for chunk in column.chunks:
+            digest.update(f"{chunk.offset}:{len(chunk)}".encode())
+            for buffer in chunk.buffers():
+                if buffer is not None:
+                    digest.update(buffer)
+    return digest.hexdigest()[:16]
 
 
 def content_digest(dataset: Dataset) -> str:
@@ -317,28 +282,31 @@ def content_digest(dataset: Dataset) -> str:
 
 def read_source(cfg: DataConfig) -> SourceTable:
     """Read `cfg.source` and normalise it to text / label (ClassLabel) / group columns."""
-    frame, files, notes = _read_frame(cfg)
-    source = cfg.source
-    if frame.empty:
-        raise DataError(f"{source}: no data rows (only a header?); add labelled texts to it")
-    names = _label_names(frame, cfg, source)
+    rows = _read_rows(cfg)
+    if rows.table.num_rows == 0:
+        raise DataError(f"{cfg.source}: no data rows (only a header?); add labelled texts to it")
+    table, missing, notes = _drop_missing_labels(rows.table, rows.files, cfg)
+    names = _label_names(table, rows.files, cfg)
     # Missing texts become "" so the data gate can count, report or quarantine them.
-    frame["text"] = frame["text"].fillna("")
+    columns = {
+        "text": pc.fill_null(table["text"], "") if table["text"].null_count else table["text"],
+        "label": pc.index_in(table["label"], value_set=pa.array(names)).cast(pa.int64()),
+    }
     if cfg.group_column:
-        # A row without a group is a group of its own, never lumped with other ungrouped rows.
-        ungrouped = frame["group"].isna()
-        frame.loc[ungrouped, "group"] = [f"\0row{i}" for i in np.flatnonzero(ungrouped.to_numpy())]
-    columns = ["text", "label"] + (["group"] if cfg.group_column else [])
-    out = frame[columns]
+        columns["group"] = _own_groups(table["group"])
+    out = pa.table(columns)
     if cfg.max_rows:
-        out = _sample(out, cfg.max_rows, cfg.seed)
-    out = out.assign(label=out["label"].map({name: i for i, name in enumerate(names)}))
+        keep = _sample(out["label"].to_numpy(), cfg.max_rows, cfg.seed)
+        out = out if keep is None else out.take(keep)
     features = Features(
         {"text": Value("string"), "label": ClassLabel(names=names)} | ({"group": Value("string")} if cfg.group_column else {})
     )
+    notes = rows.notes + notes
     for note in notes:
         log.warning(note)
-    return SourceTable(Dataset.from_pandas(out, features=features, preserve_index=False), files, notes)
+    out = out.cast(features.arrow_schema)
+    dataset = Dataset(InMemoryTable(out), info=DatasetInfo(features=features), fingerprint=_fingerprint(out))
+    return SourceTable(dataset, rows.files, notes, missing, rows.encodings)
 
 
 def load_source(cfg: DataConfig) -> Dataset:

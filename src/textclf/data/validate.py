@@ -4,6 +4,10 @@
 GX Data Docs into `<out_dir>/data_docs/` and writes `<out_dir>/validation.json`. In quarantine mode
 the rows failing row-level expectations are dropped (listed in `<out_dir>/quarantine.csv` with the
 reason) and what remains is validated again.
+
+Texts are compared as `textclf.data.dedup` normalises them (NFC, casefold, whitespace): duplicates,
+leakage into validation/test and conflicting labels alike; the report also counts the duplicate
+groups over all splits and says whether each stayed within one split (as `split_stratified` keeps them).
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from textclf.config import ValidateConfig
+from textclf.data.dedup import DuplicateSummary
 from textclf.data.expectations import (
+    CONFLICTING,
+    KEY,
     LABEL,
     LABEL_NAME,
     ROW_LEVEL,
     SPLITS,
     TEXT,
+    SplitTexts,
     add_computed_columns,
     build_dataset_suite,
     build_split_suite,
     row_level_copy,
+    split_texts,
 )
 from textclf.errors import DataError
 
@@ -57,6 +66,7 @@ class ValidationReport:
     summary_path: str = ""
     docs_path: str = ""
     quarantine_path: str = ""
+    duplicates: DuplicateSummary = field(default_factory=DuplicateSummary)  # of the data as it came in
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -87,6 +97,7 @@ class ValidationReport:
     def load(cls, path: Path) -> ValidationReport:
         raw = json.loads(Path(path).read_text())
         raw["checks"] = [CheckResult(**c) for c in raw["checks"]]
+        raw["duplicates"] = DuplicateSummary(**raw.get("duplicates", {}))
         return cls(**raw)
 
     def markdown(self) -> str:
@@ -101,7 +112,8 @@ class ValidationReport:
         if self.quarantined:
             extra = f"\n\nQuarantined {self.quarantined} row(s) {self.quarantined_by} to `{self.quarantine_path}`."
         docs = f"\n\nGreat Expectations Data Docs: `{self.docs_path}`" if self.docs_path else ""
-        return f"## Data validation: {head}\n\n" + "\n".join(rows) + extra + docs
+        dups = f"\n\n{self.duplicates.sentence()}"
+        return f"## Data validation: {head}\n\n" + "\n".join(rows) + dups + extra + docs
 
 
 def _show(text, limit: int = 60) -> str:
@@ -129,11 +141,22 @@ def _examples(check: str, res: dict, frame: pd.DataFrame) -> list[str]:
     if check == "label_in_set":
         return [f"{frame.at[i, LABEL_NAME]!r} (row {i})" for i in index[:2]]
     if check == "duplicate_rate":
-        texts = frame[TEXT]
-        return [_show(t) for t in texts[texts.duplicated()].head(2)]
+        keys = frame[KEY]
+        return [_show(t) for t in frame[TEXT][keys.notna() & keys.duplicated()].head(2)]
+    if check == CONFLICTING:
+        return [_conflict_example(frame, i) for i in index[:2]]
     if check == "min_class_share":
         return []
     return [_show(frame.at[i, TEXT]) for i in index[:2] if TEXT in frame]
+
+
+def _conflict_example(frame: pd.DataFrame, i) -> str:
+    """'<text>' labelled 'neg', 'pos' (rows 3, 57): the split's rows with the same normalised text."""
+    same = frame.index[(frame[KEY] == frame.at[i, KEY]).to_numpy()]
+    names = ", ".join(repr(n) for n in sorted(frame.loc[same, LABEL_NAME].unique()))
+    rows = ", ".join(str(r) for r in same[:4]) + (", ..." if len(same) > 4 else "")
+    elsewhere = "; another label in another split" if frame.loc[same, LABEL_NAME].nunique() < 2 else ""
+    return f"{_show(frame.at[i, TEXT])} labelled {names} (rows {rows}{elsewhere})"
 
 
 def _to_check(split: str, result, frame: pd.DataFrame, cfg: ValidateConfig) -> CheckResult:
@@ -156,11 +179,12 @@ def _to_check(split: str, result, frame: pd.DataFrame, cfg: ValidateConfig) -> C
             f"{conf.kwargs['value_set'][0]!r}: {rows} of {total} rows = {rows / max(total, 1):.3f}, need >= {cfg.min_class_share}"
         )
     elif check == "duplicate_rate":
-        nonnull = int(frame[TEXT].notna().sum())
-        unique = round((observed or 0.0) * nonnull)
-        out.failed_count = nonnull - unique
+        keyed = int(frame[KEY].notna().sum())  # non-blank texts
+        unique = round((observed or 0.0) * keyed)
+        out.failed_count = keyed - unique
         out.detail = (
-            f"{out.failed_count} duplicate texts = {1 - (observed or 0.0):.3f} of {nonnull}, allowed {cfg.max_duplicate_rate}"
+            f"{out.failed_count} duplicate texts (after normalisation) = {1 - (observed or 0.0):.3f} of {keyed}, "
+            f"allowed {cfg.max_duplicate_rate}"
         )
     elif "unexpected_count" in res:
         out.failed_count = int(res["unexpected_count"])
@@ -210,6 +234,9 @@ class _Gate:
         self.definitions: dict = {}
         self.computed: dict[str, pd.DataFrame] = {}
         self.failed_ids: dict[str, set[str]] = {}
+        self.failed_checks: set[str] = set()
+        self.texts: dict[str, SplitTexts] = {}
+        self.duplicates = DuplicateSummary()  # of the frames last validated
 
     def _run(self, key: str, make_suite, frame: pd.DataFrame, result_format: dict):
         import great_expectations as gx  # ~6 s to import: only when a gate runs
@@ -223,16 +250,21 @@ class _Gate:
         return self.definitions[key].run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
     def validate(self, frames: dict[str, pd.DataFrame]) -> list[CheckResult]:
-        train_texts = frames["train"][TEXT] if TEXT in frames["train"] else None
+        self.texts, self.duplicates = split_texts(frames)
+        train_keys = self.texts["train"].key
         checks: list[CheckResult] = []
+        self.failed_checks = set()
         for split in SPLITS:
-            frame = add_computed_columns(frames[split], self.class_names, None if split == "train" else train_texts)
+            leakage = None if split == "train" else train_keys
+            frame = add_computed_columns(frames[split], self.class_names, self.texts[split], leakage)
             self.computed[split] = frame
             run = self._run(split, lambda s=split: build_split_suite(s, self.cfg, self.declared), frame, SUMMARY_FORMAT)
             order = {e.id: i for i, e in enumerate(self.definitions[split].suite.expectations)}
             results = sorted(run.results, key=lambda r: order.get(r.expectation_config.id, len(order)))
             self.failed_ids[split] = {r.expectation_config.id for r in results if not r.success}
-            checks += [_to_check(split, r, frame, self.cfg) for r in results]
+            done = [_to_check(split, r, frame, self.cfg) for r in results]
+            self.failed_checks |= {c.check for c in done if not c.passed}
+            checks += done
         sizes = [len(frames[s]) for s in SPLITS]
         whole = pd.DataFrame({"split": pd.Categorical(np.repeat(SPLITS, sizes), categories=SPLITS)})
         run = self._run("dataset", lambda: build_dataset_suite(self.cfg), whole, SUMMARY_FORMAT)
@@ -240,10 +272,14 @@ class _Gate:
         return checks
 
     def failing_rows(self) -> dict[str, dict[int, list[str]]]:
-        """split -> row index -> failed row-level checks, from a COMPLETE-format run of just those."""
+        """split -> row index -> failed row-level checks, from a COMPLETE-format run of just those.
+
+        A label conflict failed anywhere drops the conflicting rows of every split: all copies of the text go.
+        """
         rows: dict[str, dict[int, list[str]]] = {}
+        everywhere = frozenset({CONFLICTING} & self.failed_checks)
         for split, failed in self.failed_ids.items():
-            suite = row_level_copy(self.definitions[split].suite, failed, f"textclf.{split}.quarantine")
+            suite = row_level_copy(self.definitions[split].suite, failed, f"textclf.{split}.quarantine", everywhere)
             if not suite.expectations:
                 continue
             run = self._run(f"{split}.quarantine", lambda s=suite: s, self.computed[split], COMPLETE_FORMAT)
@@ -316,7 +352,8 @@ def run_gate(
     declared = list(labels or class_names or sorted(present))
     gate = _Gate(cfg, declared, class_names, out_dir / "data_docs")
     checks = gate.validate(frames)
-    report = ValidationReport(passed=all(c.passed for c in checks), checks=checks)
+    duplicates = gate.duplicates  # of the data as it came in, also after quarantine
+    report = ValidationReport(passed=all(c.passed for c in checks), checks=checks, duplicates=duplicates)
     row_failure = any(not c.passed and c.check in ROW_LEVEL for c in checks)
     rows = gate.failing_rows() if cfg.enabled and cfg.mode == "quarantine" and row_failure else {}
     if rows:
@@ -330,6 +367,7 @@ def run_gate(
             quarantined=len(table),
             quarantined_by={k: int(v) for k, v in table["reason"].value_counts().items()},
             quarantine_path=str(out_dir / "quarantine.csv"),
+            duplicates=duplicates,
         )
     gate.build_docs()
     report.docs_path = str(out_dir / "data_docs" / "index.html")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from textclf.config import DataConfig
+from textclf.config import DataConfig, build_config
+from textclf.data import readers
 from textclf.data.sources import content_digest, export_packaged_corpus, read_source
-from textclf.errors import DataError
+from textclf.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[3]
 ROWS = [
@@ -114,8 +116,8 @@ def test_header_only_file(tmp_path):
 
 def test_latin1_bytes_name_line_and_fix(tmp_path):
     (tmp_path / "a.csv").write_bytes("text,label\nok,pos\nna\xefve,neg\n".encode("latin-1"))
-    message = one_line_error(tmp_path / "a.csv", "line 3")
-    assert "not valid UTF-8" in message and "iconv" in message
+    message = one_line_error(tmp_path / "a.csv", "line 3, character 3: byte 0xef is not valid UTF-8")
+    assert "iconv" in message and "set data.encoding=cp1252 / auto" in message
 
 
 @pytest.mark.parametrize("missing", ["text", "label"])
@@ -141,9 +143,13 @@ def test_single_class_even_with_declared_labels(tmp_path):
     one_line_error(tmp_path / "a.csv", "only one class", labels=["neg", "pos"])
 
 
-def test_missing_label_names_row(tmp_path):
+def test_missing_label_is_dropped_counted_and_named(tmp_path):
     (tmp_path / "a.csv").write_text("text,label\na,pos\nb,\nc,neg\n")
-    one_line_error(tmp_path / "a.csv", r"1 row\(s\) have no 'label' \(a.csv row 2\)")
+    table = load(tmp_path / "a.csv")
+    assert table.dataset["text"] == ["a", "c"] and table.missing_labels == 1
+    assert table.notes == [
+        f"{tmp_path / 'a.csv'}: dropped 1 row(s) with no 'label' (empty, NA, N/A, null, None or nan: a.csv row 2)"
+    ]
 
 
 def test_nan_and_whitespace_texts_reach_the_gate(tmp_path):
@@ -223,3 +229,141 @@ def test_cli_run_with_missing_source_exits_with_one_line():
         "texts, 'packaged:rotten_tomatoes' or 'hf:<dataset id>'"
     ]
     assert done.stdout == ""  # nothing ran
+
+
+# --- encodings, missing labels, the streamed readers ---------------------------------------------
+
+WESTERN = [("café “naïve” — 5 €, très bien", "positive"), ("Señor Müller’s dull film", "negative")]
+
+
+def cp1252_rows(tmp_path, real_rows, n: int = 300) -> pd.DataFrame:
+    """Real rows that cp1252 can hold (most are plain ASCII) plus Western-European ones."""
+    frame = pd.read_csv(real_rows(tmp_path / "real.csv", n), dtype=str)[["text", "label"]]
+    frame = frame[frame["text"].map(lambda t: t.encode("cp1252", errors="ignore").decode("cp1252") == t)]
+    return pd.concat([pd.DataFrame(WESTERN, columns=["text", "label"]), frame], ignore_index=True)
+
+
+def write_encoded(path: Path, frame: pd.DataFrame, encoding: str) -> Path:
+    """The frame as CSV, TSV, JSON lines or one JSON array (by suffix), in `encoding`."""
+    if path.suffix in (".csv", ".tsv"):
+        text = frame.to_csv(index=False, sep="\t" if path.suffix == ".tsv" else ",")
+    elif path.suffix == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in frame.to_dict("records"))
+    else:
+        text = json.dumps(frame.to_dict("records"), ensure_ascii=False, indent=1)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_cp1252_file_reads_with_the_codec_and_with_auto(tmp_path, real_rows):
+    frame = cp1252_rows(tmp_path, real_rows)
+    path = write_encoded(tmp_path / "a.csv", frame, "cp1252")
+    declared = load(path, encoding="cp1252")
+    assert declared.dataset["text"] == frame["text"].tolist() and declared.encodings == {"a.csv": "cp1252"}
+    detected = load(path, encoding="auto")
+    assert content_digest(detected.dataset) == content_digest(declared.dataset)
+    assert detected.encodings == {"a.csv": "cp1252"}
+    assert f"{path}: decoded as cp1252 (detected; set data.encoding=cp1252 to pin it)" in detected.notes
+
+
+def test_cp1252_file_with_the_default_is_one_line_naming_byte_line_and_option(tmp_path, real_rows):
+    path = write_encoded(tmp_path / "a.csv", cp1252_rows(tmp_path, real_rows), "cp1252")  # line 2 starts '"caf\xe9'
+    message = one_line_error(path, r"a.csv: line 2, character 5: byte 0xe9 is not valid UTF-8")
+    assert "iconv -f cp1252 -t utf-8 a.csv" in message and "set data.encoding=cp1252 / auto" in message
+
+
+def test_utf8_file_under_auto_reads_as_utf8(tmp_path):
+    table = load(
+        write_encoded(tmp_path / "a.jsonl", pd.DataFrame(WESTERN * 2, columns=["text", "label"]), "utf-8"), encoding="auto"
+    )
+    assert table.dataset["text"][0] == WESTERN[0][0] and table.encodings == {"a.jsonl": "utf-8"} and table.notes == []
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.jsonl", "a.json"])
+def test_every_text_source_type_honours_the_encoding(tmp_path, name):
+    frame = pd.DataFrame(WESTERN * 2, columns=["text", "label"])
+    for encoding in ("cp1252", "utf-16"):
+        path = write_encoded(tmp_path / name, frame, encoding)
+        assert load(path, encoding=encoding).dataset["text"] == frame["text"].tolist(), encoding
+    write_encoded(tmp_path / name, frame, "cp1252")
+    one_line_error(tmp_path / name, "byte 0xe9 is not valid UTF-8.*data.encoding=cp1252 / auto")
+
+
+def test_a_byte_the_declared_codec_lacks_names_it(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b"text,label\nok,pos\nbad \x81 byte,neg\n")  # 0x81: undefined in cp1252
+    message = one_line_error(
+        tmp_path / "a.csv", r"line 3, character 5: byte 0x81 is not valid cp1252 \(data.encoding=cp1252\)", encoding="cp1252"
+    )
+    assert "set data.encoding to the file's codec" in message
+
+
+def test_bad_byte_past_the_first_block_names_its_line(tmp_path):
+    lines = readers.BLOCK_BYTES // 20 + 10  # 20-byte rows: the bad one sits beyond the first block
+    body = b"".join(b"row %09d ok,pos\n" % i for i in range(lines))
+    (tmp_path / "a.csv").write_bytes(b"text,label\n" + body + b"caf\xe9,neg\n")
+    one_line_error(tmp_path / "a.csv", f"line {lines + 2}, character 4: byte 0xe9")
+
+
+@pytest.mark.parametrize("value", ["utf-9", "base64"])
+def test_unknown_codec_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=rf"data.encoding.*unknown text encoding '{value}'.*'auto'"):
+        build_config({"data": {"encoding": value}})
+    assert build_config({"data": {"encoding": "AUTO"}}).data.encoding == "auto"
+
+
+def test_na_labels_are_dropped_and_counted_in_every_format(tmp_path):
+    labels = ["pos", "NA", "n/a", "NULL", "None", "nan", "", "  ", "neg", "NaN"]
+    frame = pd.DataFrame({"text": ["NA", *(f"t{i}" for i in range(1, 10))], "label": labels})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_parquet(tmp_path / "b.parquet")
+    (tmp_path / "c.jsonl").write_text('{"text": "u", "label": null}\n{"text": "v", "label": "neg"}\n')
+    table = load(tmp_path)
+    assert table.dataset["text"] == ["NA", "t8", "NA", "t8", "v"]  # "NA" as a text is a text
+    assert table.missing_labels == 8 + 8 + 1 and table.dataset.features["label"].names == ["neg", "pos"]
+    assert table.notes == [
+        f"{tmp_path}: dropped 17 row(s) with no 'label' (empty, NA, N/A, null, None or nan: a.csv row 2, "
+        "a.csv row 3, a.csv row 4 and 14 more)"
+    ]
+
+
+def test_only_missing_labels_is_one_line(tmp_path):
+    (tmp_path / "a.csv").write_text("text,label\na,NA\nb,null\n")
+    one_line_error(tmp_path / "a.csv", r"no row has a 'label' \(all 2 empty, NA, null, None or nan: a.csv row 1, a.csv row 2\)")
+
+
+def test_streamed_readers_equal_the_pandas_reading_of_real_rows(tmp_path, real_rows):
+
+    path = real_rows(tmp_path / "r.csv", 400)
+    # What ingest did before the streamed readers: pandas reads everything as strings.
+    ref = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    names = sorted(ref["label"].unique())
+    table = load(path, group_column="movie_name")
+    assert table.dataset.features["label"].names == names
+    assert table.dataset["text"] == ref["text"].fillna("").tolist()
+    assert table.dataset["label"] == [names.index(v) for v in ref["label"]]
+    assert table.dataset["group"] == ref["movie_name"].tolist()
+    ref.to_json(tmp_path / "r.jsonl", orient="records", lines=True)
+    ref.to_csv(tmp_path / "r.tsv", sep="\t", index=False)
+    ref.to_parquet(tmp_path / "r.parquet")
+    for other in ("r.jsonl", "r.tsv", "r.parquet"):
+        assert content_digest(load(tmp_path / other, group_column="movie_name").dataset) == content_digest(table.dataset), other
+
+
+def test_max_rows_sample_is_the_seeded_stratified_one(tmp_path, real_rows):
+
+    path = real_rows(tmp_path / "r.csv", 400)
+    ref = pd.read_csv(path, dtype=str)
+    parts = [g.sample(n=round(len(g) * 0.25), random_state=7) for _, g in ref.groupby("label", sort=True)]
+    expected = pd.concat(parts).sort_index()["text"].tolist()
+    assert load(path, max_rows=100, seed=7).dataset["text"] == expected
+
+
+def test_row_with_too_few_fields_is_one_line(tmp_path):
+    (tmp_path / "a.csv").write_text("text,label\na,pos\nno label here\n")
+    one_line_error(tmp_path / "a.csv", "cannot be parsed as CSV .*Expected 2 columns, got 1")
+
+
+def test_json_lines_with_mixed_label_types_read_like_before(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "two"}\n{"text": 3, "label": 1}\n')
+    ds = load(tmp_path / "a.jsonl").dataset
+    assert ds["text"] == ["a", "b", "3"] and ds.features["label"].names == ["1", "two"] and ds["label"] == [0, 1, 0]

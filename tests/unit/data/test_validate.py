@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 
 from textclf import stages
 from textclf.config import ValidateConfig, build_config
+from textclf.data.dedup import text_keys
 from textclf.data.sources import content_digest
+from textclf.data.split import stratified_group_indices
 from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 
@@ -43,7 +47,8 @@ def row_level_splits() -> DatasetDict:
     train = clean_rows("train", 60)
     long_leak = LONG + train[4][0]
     train += [("", 0), (LONG, 1), (None, 2), (long_leak, 0)]  # rows 60..63: empty, too long, null, too long
-    validation = clean_rows("val", 10) + [(train[3][0], 0), (long_leak, 1)]  # row 11: too long and leaked
+    # row 11: too long, leaked, and labelled 1 where train's copy (row 63) says 0: both copies conflict
+    validation = clean_rows("val", 10) + [(train[3][0], 0), (long_leak, 1)]
     test = clean_rows("test", 10) + [("unknown label here", -1)]
     return DatasetDict(train=dataset(train), validation=dataset(validation), test=dataset(test))
 
@@ -126,7 +131,7 @@ def test_real_rows_pass_through_the_stage(tmp_path, rows_csv):
     before, after = load_from_disk(data.path), load_from_disk(kept.path)
     assert {k: content_digest(v) for k, v in after.items()} == {k: content_digest(v) for k, v in before.items()}
     assert not (tmp_path / "validated.partial").exists() and not (tmp_path / "validation" / "quarantine.csv").exists()
-    assert len(report.checks) == 8 + 2 + 9 + 9 + 2  # per split; train's 2 class shares; leakage; dataset
+    assert len(report.checks) == 9 + 2 + 10 + 10 + 2  # per split; train's 2 class shares; leakage; dataset
     assert {c.split for c in report.checks} == {"train", "validation", "test", "all"}
 
 
@@ -145,12 +150,12 @@ def test_quarantine_drops_exactly_the_bad_rows_and_passes(tmp_path):
         ("train", 60): "text_not_empty",
         ("train", 61): "text_length",
         ("train", 62): "text_not_null",
-        ("train", 63): "text_length",
+        ("train", 63): "text_length; conflicting_labels",
         ("validation", 10): "not_in_train",
-        ("validation", 11): "text_length; not_in_train",
+        ("validation", 11): "text_length; not_in_train; conflicting_labels",
         ("test", 10): "label_in_set",
     }
-    assert report.quarantined == 7 and report.quarantined_by["text_length"] == 2
+    assert report.quarantined == 7 and report.quarantined_by["text_length"] == 1
     assert quarantine.loc[quarantine["row"].eq(10) & quarantine["split"].eq("test"), "label"].item() == "<id -1>"
     assert kept.path == str(tmp_path / "validated") and kept.fingerprint != "input"
     saved = load_from_disk(kept.path)
@@ -171,3 +176,129 @@ def test_quarantine_still_fails_on_split_level_problems(tmp_path):
     assert "train: duplicate_rate" in message and "train: min_class_share" in message
     assert "text_not_empty" not in message  # those rows are gone
     assert (tmp_path / "validation" / "quarantine.csv").is_file() and not (tmp_path / "validated").exists()
+
+
+def test_duplicates_and_leakage_compare_normalised_texts(tmp_path):
+    train = clean_rows("train", 40)
+    train += [(train[0][0].upper(), 0), (f"  {train[3][0]}\t", 0)]  # 2 copies of 42 = 0.048 <= 0.05
+    validation = clean_rows("val", 10) + [(" TRAIN review  number 1 SAYS something ", 1)]
+    test = clean_rows("test", 10) + [(unicodedata.normalize("NFD", "Un café, train review number 2 says something"), 2)]
+    train.append(("un CAFÉ, train review number 2 says something", 2))  # test's row, composed and upper-case
+    splits = DatasetDict(train=dataset(train), validation=dataset(validation), test=dataset(test))
+    report, _ = run_gate(splits, ValidateConfig(**{**CFG, "max_duplicate_rate": 0.04}), tmp_path)
+    assert failed(report) == {("train", "duplicate_rate"): 2, ("validation", "not_in_train"): 1, ("test", "not_in_train"): 1}
+    assert report.duplicates.groups == 4 and report.duplicates.cross_split_groups == 2
+
+
+CORPUS_ROWS, COPY_SHARE, CONFLICT_SHARE = 4000, 0.03, 0.003
+VARIANTS = (
+    str.upper,
+    lambda t: f"  {t}\n",
+    lambda t: t.replace(" ", " \t "),
+    lambda t: unicodedata.normalize("NFD", t.casefold()),
+)
+
+
+def corpus_csv(dest: Path, conflicts: bool, real_rows, seed: int = 0) -> Path:
+    """4000 real rows + case/whitespace/Unicode variants of 3% of them (+ 0.3% copies with the other label)."""
+    frame = pd.read_csv(real_rows(dest.with_name("base.csv"), CORPUS_ROWS, seed))
+    assert not pd.Series(text_keys(frame["text"]).to_pylist()).duplicated().any()  # the copies below are the only ones
+    picked = np.random.default_rng(seed).permutation(len(frame))
+    n_copies, n_flips = round(CORPUS_ROWS * COPY_SHARE), round(CORPUS_ROWS * CONFLICT_SHARE)
+    copies = frame.iloc[picked[:n_copies]]
+    copies = copies.assign(text=[VARIANTS[i % len(VARIANTS)](t) for i, t in enumerate(copies["text"])])
+    parts = [frame, copies]
+    if conflicts:
+        flips = frame.iloc[picked[n_copies : n_copies + n_flips]]
+        other = {"positive": "negative", "negative": "positive"}
+        parts.append(flips.assign(label=flips["label"].map(other), text=flips["text"].str.upper()))
+    pd.concat(parts, ignore_index=True).sample(frac=1, random_state=seed).to_csv(dest, index=False)
+    return dest
+
+
+def corpus_splits(tmp_path: Path, conflicts: bool, real_rows, **validate) -> tuple[stages.DataRef, object]:
+    """The corpus through the real ingest and split stages, under the default gate (or `validate`)."""
+    source = corpus_csv(tmp_path / "corpus.csv", conflicts, real_rows)
+    cfg = build_config({"output_dir": str(tmp_path / "o"), "data": {"source": str(source)}, "validate": validate})
+    return stages.split(cfg, stages.ingest(cfg, tmp_path), tmp_path), cfg
+
+
+@pytest.fixture(scope="module")
+def conflicted(tmp_path_factory, real_rows) -> tuple[ValidationReport, DatasetDict]:
+    out = tmp_path_factory.mktemp("conflicted")
+    data, cfg = corpus_splits(out, True, real_rows)
+    splits = load_from_disk(data.path)
+    report, _ = run_gate(splits, cfg.validate_, out / "validation")
+    return report, splits
+
+
+def test_duplicate_corpus_fails_the_default_gate_only_on_conflicting_labels(conflicted):
+    report, splits = conflicted
+    n_flips = round(CORPUS_ROWS * CONFLICT_SHARE)
+    assert {c.check for c in report.failures} == {"conflicting_labels"}, report.message()
+    counted = [c for c in report.checks if c.check == "conflicting_labels"]
+    assert sum(c.failed_count for c in counted) == 2 * n_flips  # both copies of each relabelled text
+    message = report.message()
+    assert ": conflicting_labels (expect_column_values_to_be_in_set on label_conflict)" in message
+    assert "labelled 'negative', 'positive' (rows " in message
+    # the report counts the duplicate groups and says they stayed within one split
+    dups = report.duplicates
+    n_copies = round(CORPUS_ROWS * COPY_SHARE)
+    assert (dups.groups, dups.rows, dups.cross_split_groups) == (n_copies + n_flips, 2 * (n_copies + n_flips), 0)
+    assert (dups.conflicting_groups, dups.conflicting_rows) == (n_flips, 2 * n_flips)
+    assert f"{n_copies + n_flips} group(s), {2 * (n_copies + n_flips)} rows; each group is kept within one split" in (
+        report.markdown()
+    )
+    assert ValidationReport.load(Path(report.summary_path)).duplicates == dups
+
+
+def test_duplicate_corpus_without_conflicts_passes_the_default_gate(tmp_path, real_rows):
+    data, cfg = corpus_splits(tmp_path, False, real_rows)
+    validated = stages.validate(cfg, data, tmp_path)
+    assert validated.report.passed, validated.report.message()
+    assert validated.report.duplicates.groups == round(CORPUS_ROWS * COPY_SHARE)
+    assert all(c.failed_count == 0 for c in validated.report.checks if c.check in ("not_in_train", "conflicting_labels"))
+
+
+def test_the_row_level_split_of_that_corpus_fails_on_leakage(tmp_path, real_rows):
+    """What the split did before it grouped copies: the same corpus, one row per group, leaks."""
+    data, cfg = corpus_splits(tmp_path, False, real_rows)
+    splits = load_from_disk(data.path)
+    whole = concatenate_datasets(list(splits.values()))
+    labels = np.asarray(whole["label"])
+    sides = stratified_group_indices(labels, np.arange(len(labels)), 0.1, 0.1, cfg.data.seed)
+    row_level = DatasetDict({s: whole.select(i) for s, i in zip(splits, sides, strict=True)})
+    report, _ = run_gate(row_level, cfg.validate_, tmp_path / "row_level")
+    assert {(c.split, c.check) for c in report.failures} == {("validation", "not_in_train"), ("test", "not_in_train")}
+    assert report.duplicates.cross_split_groups > 10
+    assert "span more than one split" in report.markdown()
+
+
+def test_quarantine_drops_every_copy_of_a_conflicting_text(tmp_path, conflicted):
+    _, splits = conflicted
+    splits.save_to_disk(str(tmp_path / "splits"))
+    cfg = build_config({"validate": {"mode": "quarantine"}})
+    validated = stages.validate(cfg, stages.DataRef.of_splits(tmp_path / "splits"), tmp_path)
+    report, kept = validated.report, load_from_disk(validated.data.path)
+    n_flips = round(CORPUS_ROWS * CONFLICT_SHARE)
+    assert report.passed, report.message()
+    assert report.quarantined == 2 * n_flips and report.quarantined_by == {"conflicting_labels": 2 * n_flips}
+    quarantine = pd.read_csv(report.quarantine_path)
+    assert (pd.Series(text_keys(quarantine["text"]).to_pylist()).value_counts() == 2).all()  # pairs: both copies went
+    kept_keys = {k for part in kept.values() for k in text_keys(part["text"]).to_pylist()}
+    assert kept_keys.isdisjoint(text_keys(quarantine["text"]).to_pylist())
+    assert sum(len(p) for p in kept.values()) == sum(len(p) for p in splits.values()) - 2 * n_flips
+
+
+def test_quarantine_drops_the_copy_of_a_conflict_even_where_its_split_is_within_the_bound(tmp_path):
+    train = clean_rows("train", 60) + [("the same words, two labels", 0)]  # 1 of 61 conflicting: within 2%
+    validation = clean_rows("val", 10) + [("The same  words, TWO labels", 1)]  # 1 of 11: over 2%
+    splits = DatasetDict(train=dataset(train), validation=dataset(validation), test=dataset(clean_rows("test", 10)))
+    cfg = ValidateConfig(**{**CFG, "max_conflicting_label_rate": 0.02, "mode": "quarantine"})
+    report, kept = run_gate(splits, cfg, tmp_path)
+    assert report.passed, report.message()
+    quarantine = pd.read_csv(report.quarantine_path)
+    got = {(r.split, r.row): r.reason for r in quarantine.itertuples()}
+    assert got == {("train", 60): "conflicting_labels", ("validation", 10): "not_in_train; conflicting_labels"}
+    assert (len(kept["train"]), len(kept["validation"])) == (60, 10)
+    assert report.duplicates.conflicting_groups == 1 and report.duplicates.cross_split_groups == 1
