@@ -129,7 +129,13 @@ class ValidateConfig(_Section):
     )
     min_text_chars: int = Field(1, ge=1, description="Shortest allowed text, in characters.")
     max_text_chars: int = Field(20_000, gt=1, description="Longest allowed text, in characters.")
-    max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="Highest allowed share of duplicate texts within a split.")
+    max_duplicate_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Highest allowed share of duplicate texts within a split (copies stay in one split, so a "
+        "corpus with a few percent repeats passes; a file exported or concatenated twice does not).",
+    )
     max_conflicting_label_rate: float = Field(
         0.001,
         ge=0,

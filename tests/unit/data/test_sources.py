@@ -367,3 +367,28 @@ def test_json_lines_with_mixed_label_types_read_like_before(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "two"}\n{"text": 3, "label": 1}\n')
     ds = load(tmp_path / "a.jsonl").dataset
     assert ds["text"] == ["a", "b", "3"] and ds.features["label"].names == ["1", "two"] and ds["label"] == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("codec", "setting", "default_error"),
+    [
+        ("latin-1", "latin-1", "byte 0xe9 is not valid UTF-8"),
+        ("cp1252", "cp1252", "byte 0xe9 is not valid UTF-8"),
+        ("utf-8-sig", "utf-8", None),  # a byte-order mark (Excel's UTF-8) reads with the default
+    ],
+)
+def test_legacy_encodings_and_a_bom_read_with_the_option_and_fail_in_one_line_without(
+    tmp_path, real_rows, codec, setting, default_error
+):
+    frame = cp1252_rows(tmp_path, real_rows, 60)
+    if codec == "latin-1":  # latin-1 holds no curly quotes or euro sign
+        frame = frame.assign(text=frame["text"].str.replace("“", '"').str.replace("”", '"').str.replace("€", "EUR"))
+        frame = frame.assign(text=frame["text"].str.replace("’", "'").str.replace("—", "-"))
+    path = write_encoded(tmp_path / f"{codec}.csv", frame, codec)
+    table = load(path, encoding=setting).dataset
+    assert table["text"] == frame["text"].tolist() and table.column_names[0] == "text"  # no BOM in the header
+    if default_error is None:
+        assert load(path).dataset["text"] == frame["text"].tolist()
+    else:
+        message = one_line_error(path, default_error)
+        assert "data.encoding=" in message and path.name in message

@@ -302,3 +302,39 @@ def test_quarantine_drops_the_copy_of_a_conflict_even_where_its_split_is_within_
     assert got == {("train", 60): "conflicting_labels", ("validation", 10): "not_in_train; conflicting_labels"}
     assert (len(kept["train"]), len(kept["validation"])) == (60, 10)
     assert report.duplicates.conflicting_groups == 1 and report.duplicates.cross_split_groups == 1
+
+
+def test_three_classes_with_agreeing_and_conflicting_copies(tmp_path):
+    """Real fresh / rotten / plot rows (the corpus's three categories): agreeing copies stay on one side,
+    a text labelled two ways is reported with its labels, quarantine drops every copy of it."""
+    from textclf.settings import packaged_corpus_path
+
+    corpus = pd.read_csv(packaged_corpus_path())[["text", "category"]].drop_duplicates("text")
+    frame = pd.concat([g.sample(200, random_state=1) for _, g in corpus.groupby("category")], ignore_index=True)
+    agreeing = frame.sample(30, random_state=2).assign(text=lambda f: f["text"].str.upper())
+    relabel = {"fresh": "plot", "rotten": "fresh", "plot": "rotten"}
+    conflicting = frame.drop(agreeing.index).sample(3, random_state=3)
+    conflicting = conflicting.assign(category=conflicting["category"].map(relabel), text=conflicting["text"] + "  ")
+    source = tmp_path / "three.csv"
+    pd.concat([frame, agreeing, conflicting]).sample(frac=1, random_state=4).to_csv(source, index=False)
+    cfg = build_config({"data": {"source": str(source), "label_column": "category"}, "validate": {"mode": "quarantine"}})
+    data = stages.split(cfg, stages.ingest(cfg, tmp_path), tmp_path)
+    assert data.labels == ["fresh", "plot", "rotten"]
+    splits = load_from_disk(data.path)
+    sides: dict[str, set[str]] = {}
+    for name, part in splits.items():
+        for key in text_keys(part["text"]).to_pylist():
+            sides.setdefault(key, set()).add(name)
+    assert all(len(s) == 1 for s in sides.values())  # every copy, agreeing or not, on one side
+
+    validated = stages.validate(cfg, data, tmp_path)
+    report = validated.report
+    assert report.duplicates.groups == 33 and report.duplicates.conflicting_groups == 3
+    assert report.quarantined_by == {"conflicting_labels": 6}  # both copies of each of the three texts
+    kept = concatenate_datasets(list(load_from_disk(validated.data.path).values()))
+    gone = set(text_keys(pd.Series(conflicting["text"])).to_pylist())
+    assert not gone & set(text_keys(kept["text"]).to_pylist()) and len(kept) == 600 + 30 + 3 - 6
+    failing = build_config({**cfg.to_dict(), "validate": {"mode": "fail"}})
+    with pytest.raises(ValidationFailed, match="conflicting_labels") as err:
+        stages.validate(failing, data, tmp_path / "fail")
+    assert "labelled 'fresh', 'plot'" in str(err.value) or "labelled 'fresh', 'rotten'" in str(err.value)
