@@ -8,7 +8,7 @@ on top of it. The form's schema forbids every other key, so the Prefect server r
 one (HTTP 409) before anything starts: whoever can start a run cannot choose which server the worker talks to.
 
 Each form field is a config field: its bounds, choices and help are those declared in config.py (one
-declaration); an empty field keeps the deployment's value.
+declaration); a field left out keeps the deployment's value.
 """
 
 from __future__ import annotations
@@ -36,13 +36,23 @@ FORM_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _plain_type(schema: dict[str, Any]) -> None:
+    """Show an optional field as its own type: the UI renders `anyOf [T, null]` as a type picker, not an input.
+    Null stays possible in Python (an omitted field: the deployment's value); the UI always sends values."""
+    options = [o for o in schema.pop("anyOf", []) if o.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+
+
 def _config_field(section: str, name: str) -> tuple[Any, Any]:
-    """The form's version of a config field: the same type and constraints, optional (empty = the deployment's)."""
+    """The form's version of a config field: the same type and constraints, optional (omitted = the deployment's)."""
     section_model = PipelineConfig.model_fields[section].annotation
     assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
     info = section_model.model_fields[name]
     inner: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
-    return inner | None, Field(None, description=f"{info.description} Empty: the deployment's value.")
+    if name == "reason":  # str | None in the config: a text field here
+        inner = Annotated[str, *info.metadata]
+    return inner | None, Field(None, description=info.description, json_schema_extra=_plain_type)
 
 
 RunForm: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -54,9 +64,11 @@ RunForm: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 
 def form_of(cfg: PipelineConfig) -> dict[str, Any]:
-    """The form filled with `cfg`'s values (a deployment's default parameters: the UI shows them)."""
+    """The form filled with `cfg`'s values (a deployment's default parameters: the UI shows them); a value the
+    config leaves empty (no reason) is left out."""
     tree = cfg.to_dict()
-    return {field: tree[section][name] for field, (section, name) in FORM_FIELDS.items()}
+    values = {field: tree[section][name] for field, (section, name) in FORM_FIELDS.items()}
+    return {field: value for field, value in values.items() if value is not None}
 
 
 def apply_form(base: PipelineConfig, form: BaseModel | dict[str, Any] | None) -> PipelineConfig:

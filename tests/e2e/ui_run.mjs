@@ -56,9 +56,10 @@ async function submit(prefectUrl, deploymentId, label, value, outDir) {
     await page.screenshot({ path: path.join(outDir, '02-deployment.png') });
     await custom.click();
     await page.waitForURL(/\/deployment\/[0-9a-f-]+\/run/);
-    // The form's labels point at no input id: find the input inside the field's own property block.
+    // The form's labels point at no input id: find the input (numbers) or textarea (strings) inside the
+    // field's own property block.
     const field = page.locator(`xpath=//span[@class='schema-form-property__label' and starts-with(normalize-space(.), '${label}')]`
-      + "/ancestor::div[contains(concat(' ', @class, ' '), ' schema-form-property ')][1]//input").first();
+      + "/ancestor::div[contains(concat(' ', @class, ' '), ' schema-form-property ')][1]//*[self::input or self::textarea]").first();
     await field.waitFor({ state: 'visible' });
     await page.screenshot({ path: path.join(outDir, '03-custom-run-form.png') });
     await field.fill(String(value));

@@ -77,7 +77,7 @@ def test_deployments_carry_the_run_form_and_the_weekly_cron(prefect_client, stac
     assert list(form["properties"]) == ["data_source", "model", "epochs", "learning_rate", "augment", "distill", "reason"]
     assert form["additionalProperties"] is False
     epochs = form["properties"]["epochs"]
-    assert epochs["description"].startswith("Training epochs") and epochs["anyOf"][0]["exclusiveMinimum"] == 0
+    assert epochs["description"].startswith("Training epochs") and epochs["exclusiveMinimum"] == 0
     assert manual.enforce_parameter_schema and not manual.schedules
     # The form shows the worker's values; the infrastructure settings are nowhere in the deployment's parameters.
     assert manual.parameters["form"]["data_source"] == service_config["data"]["source"]
