@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from textclf.errors import ConfigError
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
 PACKAGED_DATA = "packaged:rotten_tomatoes"
 # The DVC-tracked data folder (data.dvc versions it): the default source, so a default run's model carries a
 # data version that `textclf data restore` brings back. `make setup` fills it (`textclf data seed`).

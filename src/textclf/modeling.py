@@ -20,11 +20,11 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from textclf.config import PACKAGED_MODEL, TrainConfig
+from textclf.config import PACKAGED_MODEL, PACKAGED_MPNET, TrainConfig
 from textclf.errors import ConfigError, ModelNotFound
 from textclf.pooling import PREFIX as MEAN_POOLING_PREFIX
 from textclf.pooling import mean_pooling_class
-from textclf.settings import hub_offline, packaged_model_path
+from textclf.settings import hub_offline, packaged_model_path, packaged_mpnet_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 PREDICT_BATCH_SIZE = TrainConfig.model_fields["eval_batch_size"].default
@@ -34,10 +34,12 @@ UNSET_MAX_LENGTH = 1_000_000
 
 def resolve_model(reference: str) -> str:
     """'packaged:...' -> its folder; an existing folder -> itself; else a hub id (checked for form)."""
-    if reference == PACKAGED_MODEL:
-        return str(packaged_model_path())
+    packaged = {PACKAGED_MODEL: packaged_model_path, PACKAGED_MPNET: packaged_mpnet_path}
+    if reference in packaged:
+        return str(packaged[reference]())
     if reference.startswith("packaged:"):
-        raise ModelNotFound(f"train.model {reference!r}: unknown packaged model; the only one is {PACKAGED_MODEL!r}")
+        known = " or ".join(repr(name) for name in packaged)
+        raise ModelNotFound(f"train.model {reference!r}: unknown packaged model; the packaged ones are {known}")
     path = Path(reference).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

