@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from textclf.config import DataConfig, PipelineConfig, flatten
+from textclf.config import PACKAGED_DATA, DataConfig, PipelineConfig, flatten
 from textclf.errors import DataError
+from textclf.model_card import DATA_NOTE_TAG
 from textclf.versioning import add_data, path_md5, recorded_md5, run_dvc, source_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,14 +113,25 @@ def test_source_version_tags(versioned, tmp_path):
     repo = versioned
     tracked = DataConfig(source=str(repo / "data" / "raw"))
     tags = source_version(tracked, repo)
-    assert tags["data.dvc_md5"] == recorded_md5(repo / "data.dvc") and tags["data.dvc_clean"] == "true"
+    md5 = recorded_md5(repo / "data.dvc")
+    assert tags["data.dvc_md5"] == md5 and tags["data.dvc_clean"] == "true"
+    assert tags[DATA_NOTE_TAG] == f"DVC version {md5} of data/raw; restore: textclf data restore {md5} DEST"
     edited = write_drop(repo / "data" / "raw" / "edited.csv", [("x", "pos")])  # changed without `data add`
     try:
-        assert source_version(tracked, repo)["data.dvc_clean"] == "false"
+        changed = source_version(tracked, repo)
+        assert changed["data.dvc_clean"] == "false" and "was edited after DVC version" in changed[DATA_NOTE_TAG]
     finally:
         edited.unlink()
-    outside = source_version(DataConfig(source=str(write_drop(tmp_path / "a.csv", V1))), repo)
+    drop = write_drop(tmp_path / "a.csv", V1)
+    outside = source_version(DataConfig(source=str(drop)), repo)
     assert outside["data.dvc_md5"] == "untracked" and len(outside["data.source_md5"]) == 32
+    assert (
+        outside[DATA_NOTE_TAG]
+        == f"{drop} is not in the DVC-tracked data/raw: `textclf data add {drop}` makes it a version of data/raw"
+    )
+    packaged = source_version(DataConfig(source=PACKAGED_DATA), repo)
+    assert packaged["data.dvc_md5"] == "untracked" and "the packaged corpus" in packaged[DATA_NOTE_TAG]
+    assert "not a DVC version" in source_version(DataConfig(source="hf:rotten_tomatoes"), repo)[DATA_NOTE_TAG]
 
 
 def test_no_dvc_project_is_one_line(tmp_path):
