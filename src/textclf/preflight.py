@@ -11,7 +11,7 @@ from pathlib import Path
 
 from textclf.config import DataConfig, PipelineConfig
 from textclf.data.readers import head_columns
-from textclf.data.sources import check_source, drop_files
+from textclf.data.sources import check_source, drop_files, is_saved_hf_dataset
 from textclf.errors import DataError
 from textclf.modeling import resolve_model
 
@@ -24,8 +24,8 @@ def check_data(data: DataConfig) -> None:
     if data.source.startswith(("packaged:", "hf:")):
         return
     path = Path(data.source).expanduser()
-    if path.is_dir() and (path / "dataset_info.json").is_file():
-        return  # a saved Hugging Face dataset: typed columns, checked when it loads
+    if path.is_dir() and is_saved_hf_dataset(path):
+        return  # a saved Hugging Face dataset (or DatasetDict): typed columns, checked when it loads
     wanted = {"data.text_column": data.text_column, "data.label_column": data.label_column}
     if data.group_column:
         wanted["data.group_column"] = data.group_column
