@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,10 +31,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from textclf.errors import ConfigError, ExportFailed, ModelNotFound
+from textclf.errors import ConfigError, ModelNotFound
 from textclf.modeling import quiet_transformers, resolve_model
 from textclf.pooling import masked_mean
 from textclf.settings import cpu_threads, encoder_cache_dir
+from textclf.train.onnx_export import export_program
 from textclf.train.teacher_cache import folder_digest
 
 Backend = Literal["onnx", "torch"]
@@ -253,28 +253,8 @@ def export_encoder(model, dest: Path) -> Path:
         "input_ids": torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]], dtype=torch.long),
         "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.long),
     }
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with _quiet_exporter():
-        try:
-            program = torch.onnx.export(
-                LastHidden(model).eval(),
-                (),
-                kwargs=example,
-                input_names=list(example),
-                output_names=["last_hidden_state"],
-                dynamic_shapes={n: {0: batch, 1: sequence} for n in example},
-                dynamo=True,
-                verbose=False,
-            )
-        except Exception as err:  # the exporter raises many kinds; the user needs the first line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ExportFailed(
-                f"ONNX export of the encoder {type(model).__name__} failed ({first}); use backend='torch'"
-            ) from err
-    if program is None:
-        raise ExportFailed(f"ONNX export of the encoder {type(model).__name__} returned no program; use backend='torch'")
-    program.save(str(dest), external_data=False)
-    return dest
+    what = f"the encoder {type(model).__name__}"
+    return export_program(LastHidden(model).eval(), example, "last_hidden_state", dest, what, "use backend='torch'")
 
 
 def quantize_int8(source: Path, dest: Path) -> Path:
@@ -360,19 +340,6 @@ def _building(folder: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed": not actionable here
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's deprecation chatter
-            yield
-    finally:
-        exporter_log.setLevel(level)
 
 
 def _require_onnx() -> None:

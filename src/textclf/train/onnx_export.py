@@ -63,6 +63,13 @@ def export_onnx(model, tokenizer, dest: Path) -> Path:
     # Two texts of different lengths: example sizes of 1 would be specialised by torch.export.
     example = tokenizer(["an example", "a somewhat longer example text"], padding=True, return_tensors="pt")
     names = _input_names(example)
+    inputs = {n: example[n] for n in names}
+    return export_program(model, inputs, "logits", dest, type(model).__name__, "set distill.onnx_export=false to skip it")
+
+
+def export_program(module, example: dict, output: str, dest: Path, what: str, fallback: str) -> Path:
+    """`module(**example)` (int64 [batch, sequence] tensors) -> one self-contained .onnx file at `dest`, both axes
+    dynamic, one named output; a failure is one ExportFailed line naming `what` and the `fallback`."""
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -71,24 +78,22 @@ def export_onnx(model, tokenizer, dest: Path) -> Path:
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, likewise
         try:
             program = torch.onnx.export(
-                model,
+                module,
                 (),
-                kwargs={n: example[n] for n in names},
-                input_names=names,
-                output_names=["logits"],
-                dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+                kwargs=example,
+                input_names=list(example),
+                output_names=[output],
+                dynamic_shapes={n: {0: batch, 1: sequence} for n in example},
                 dynamo=True,
                 verbose=False,
             )
         except Exception as err:  # the exporter raises many kinds; the user needs the first line
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ExportFailed(
-                f"ONNX export of {type(model).__name__} failed ({first}); set distill.onnx_export=false to skip it"
-            ) from err
+            raise ExportFailed(f"ONNX export of {what} failed ({first}); {fallback}") from err
         finally:
             exporter_log.setLevel(level)
     if program is None:  # the legacy (dynamo=False) exporter's return; dynamo=True always gives a program
-        raise ExportFailed(f"ONNX export of {type(model).__name__} returned no program; set distill.onnx_export=false to skip it")
+        raise ExportFailed(f"ONNX export of {what} returned no program; {fallback}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(dest), external_data=False)
