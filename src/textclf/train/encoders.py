@@ -35,7 +35,7 @@ from textclf.errors import ConfigError, ModelNotFound
 from textclf.modeling import quiet_transformers, resolve_model
 from textclf.pooling import masked_mean
 from textclf.settings import cpu_threads, encoder_cache_dir
-from textclf.train.onnx_export import export_program
+from textclf.train.onnx_export import export_program, require_onnx_packages
 from textclf.train.teacher_cache import folder_digest
 
 Backend = Literal["onnx", "torch"]
@@ -224,7 +224,7 @@ def onnx_file(location: Path, identity: str, max_length: int, quantize: bool, ro
     folder = Path(root) / hashlib.sha256(raw.encode()).hexdigest()[:24]
     if (folder / ONNX_FILE).is_file():
         return folder / ONNX_FILE
-    _require_onnx()
+    require_onnx_packages("encoder backend 'onnx' is chosen", "use backend='torch'")
     # The int8 model is made from the fp32 export, which is cached too (its own key).
     source = onnx_file(location, identity, max_length, False, root) if quantize else None
     with _building(folder) as tmp:
@@ -340,14 +340,3 @@ def _building(folder: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _require_onnx() -> None:
-    for module in ("onnxruntime", "onnx", "onnxscript"):
-        try:
-            __import__(module)
-        except ImportError:
-            raise ConfigError(
-                f"encoder backend 'onnx' needs the Python package {module}: run `make setup` "
-                "(the `onnx` extra) or use backend='torch'"
-            ) from None

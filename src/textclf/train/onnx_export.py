@@ -40,15 +40,15 @@ class OnnxProfile:
     path: str
 
 
-def require_onnx_packages() -> None:
-    """One clear line when the export is on but its packages are missing."""
+def require_onnx_packages(setting: str = "distill.onnx_export is on", fallback: str = "set distill.onnx_export=false") -> None:
+    """One clear line when `setting` needs the ONNX packages and one is missing; `fallback` is the way around."""
     for module in ("onnxruntime", "onnx", "onnxscript"):
         try:
             __import__(module)
         except ImportError:
             raise ConfigError(
-                f"distill.onnx_export is on but the Python package {module} is not installed: "
-                f"run `make setup` (pip install {PACKAGES}) or set distill.onnx_export=false"
+                f"{setting} but the Python package {module} is not installed: "
+                f"run `make setup` (pip install {PACKAGES}) or {fallback}"
             ) from None
 
 
