@@ -9,7 +9,7 @@ all-mpnet-base-v2, max_length 128, batch 64, masked mean pooling:
   also      = the same onnx path in fp32 (quantize=False), so the share of sorting vs int8 is visible
 Passes are round-robin (reference, ours, onnx fp32) for --repeats rounds, median per variant, so a burst of
 load from other jobs on a shared machine hits every variant alike. The one-off ONNX export and int8
-quantisation are timed apart (cached for later runs under --cache-dir).
+quantisation are timed apart (cached for later runs under --onnx-dir).
 Quality: cosine between each text's reference and ours vector (min, mean), and a logistic-regression probe
 (L2-normalised vectors, stratified 60/20/20 split, C picked on the validation part) on each vector set.
 
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="ONNX exports (default: settings.encoder_cache_dir())")
+    parser.add_argument("--onnx-dir", type=Path, default=None, help="ONNX exports (default: settings.encoder_cache_dir()/onnx)")
     args = parser.parse_args()
     torch.set_num_threads(cpu_threads())  # the same thread budget as onnxruntime's intra-op pool
     load_before = os.getloadavg()
@@ -114,9 +114,13 @@ def main() -> None:
 
     reference = PlainTransformers(location)
     started = time.perf_counter()
-    ours = load_encoder(PACKAGED_MPNET, max_length=MAX_LENGTH, backend="onnx", quantize=True, cache_dir=args.cache_dir)
+    ours = load_encoder(
+        PACKAGED_MPNET, pooling="mean", max_length=MAX_LENGTH, backend="onnx", quantize=True, onnx_dir=args.onnx_dir
+    )
     setup_s = time.perf_counter() - started  # export + quantisation on a first run, loading only afterwards
-    fp32 = load_encoder(PACKAGED_MPNET, max_length=MAX_LENGTH, backend="onnx", quantize=False, cache_dir=args.cache_dir)
+    fp32 = load_encoder(
+        PACKAGED_MPNET, pooling="mean", max_length=MAX_LENGTH, backend="onnx", quantize=False, onnx_dir=args.onnx_dir
+    )
     variants = {
         "reference": reference.embed,
         "ours": lambda t: ours.embed(t, BATCH_SIZE),

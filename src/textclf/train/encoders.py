@@ -67,15 +67,17 @@ class FrozenEncoder:
     backend: Backend
     quantize: bool
     hidden_size: int
+    precision: str = "fp32"  # what the forward computes in: int8 (onnx quantize), bf16/fp16 (torch on a GPU)
 
     @property
     def cache_key(self) -> str:
-        variant = f"{self.backend}-int8" if self.backend == "onnx" and self.quantize else f"{self.backend}-fp32"
+        variant = f"{self.backend}-{self.precision}"
         raw = f"v{FORMAT_VERSION}|{self.identity}|pooling={self.pooling}|max_length={self.max_length}|{variant}"
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
-    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """float32 [len(texts), hidden]: length-sorted, dynamically padded batches, returned in input order."""
+    def embed(self, texts: list[str], batch_size: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """float32 [len(texts), hidden]: length-sorted, dynamically padded batches, returned in input order;
+        `progress(n)` after each batch of n texts."""
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
         if not texts:
             return out
@@ -93,6 +95,8 @@ class FrozenEncoder:
             hidden = torch.from_numpy(np.ascontiguousarray(self.forward(input_ids, mask), dtype=np.float32))
             pooled = masked_mean(hidden, torch.from_numpy(mask)) if self.pooling == "mean" else hidden[:, 0]
             out[idx] = pooled.numpy()
+            if progress is not None:
+                progress(len(idx))
         return out
 
 
@@ -100,25 +104,31 @@ def encode(
     texts: list[str],
     encoder: str | Path,
     *,
-    pooling: Pooling = "mean",
-    max_length: int = 128,
-    batch_size: int = 64,
-    backend: Backend = "onnx",
-    quantize: bool = True,
+    pooling: Pooling,
+    max_length: int,
+    batch_size: int,
+    backend: Backend,
+    quantize: bool,
     cache_dir: Path | None = None,
+    onnx_dir: Path | None = None,
 ) -> Encoded:
     """Pooled vectors of `texts` from the frozen `encoder` (a model folder or 'packaged:...').
 
-    quantize: int8 weights (onnx only). cache_dir: vectors (and the ONNX export) are kept there; None: no
-    vector cache, the export goes to settings.encoder_cache_dir()."""
-    frozen = load_encoder(
-        encoder, pooling=pooling, max_length=max_length, backend=backend, quantize=quantize, cache_dir=cache_dir
-    )
+    quantize: int8 weights (onnx only). cache_dir: the vectors are kept there (None: no vector cache).
+    onnx_dir: where ONNX exports are kept (None: settings.encoder_cache_dir()/onnx, shared by every project)."""
+    frozen = load_encoder(encoder, pooling=pooling, max_length=max_length, backend=backend, quantize=quantize, onnx_dir=onnx_dir)
     return encode_cached(frozen, texts, batch_size, cache_dir)
 
 
-def encode_cached(frozen: FrozenEncoder, texts: list[str], batch_size: int, cache_dir: Path | None) -> Encoded:
-    """`frozen.embed` for the distinct texts `cache_dir` does not hold yet; the rest read from it."""
+def encode_cached(
+    frozen: FrozenEncoder,
+    texts: list[str],
+    batch_size: int,
+    cache_dir: Path | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Encoded:
+    """`frozen.embed` for the distinct texts `cache_dir` does not hold yet; the rest read from it.
+    `progress(done, total)` after each encoded batch (total: the texts to encode)."""
     digests = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
     cache = VectorCache(Path(cache_dir) / "vectors" / frozen.cache_key) if cache_dir is not None else None
     known = cache.read() if cache is not None else {}
@@ -126,7 +136,15 @@ def encode_cached(frozen: FrozenEncoder, texts: list[str], batch_size: int, cach
     for pos, d in enumerate(digests):
         if d not in known:
             first_new.setdefault(d, pos)
-    fresh = frozen.embed([texts[p] for p in first_new.values()], batch_size)
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(first_new))
+
+    fresh = frozen.embed([texts[p] for p in first_new.values()], batch_size, step)
     if cache is not None and first_new:
         cache.add(list(first_new), fresh, _describe(frozen))
     lookup = {**known, **dict(zip(first_new, fresh, strict=True))}
@@ -139,11 +157,11 @@ def encode_cached(frozen: FrozenEncoder, texts: list[str], batch_size: int, cach
 def load_encoder(
     encoder: str | Path,
     *,
-    pooling: Pooling = "mean",
-    max_length: int = 128,
-    backend: Backend = "onnx",
-    quantize: bool = True,
-    cache_dir: Path | None = None,
+    pooling: Pooling,
+    max_length: int,
+    backend: Backend,
+    quantize: bool,
+    onnx_dir: Path | None = None,
 ) -> FrozenEncoder:
     """Tokenizer + forward function for `encoder` on `backend`; onnx exports (and quantises) on first use."""
     if pooling not in ("mean", "cls"):
@@ -159,11 +177,14 @@ def load_encoder(
     hidden_size = int(AutoConfig.from_pretrained(location, trust_remote_code=False).hidden_size)
     identity = encoder_identity(location)
     if backend == "torch":
-        forward = _torch_forward(location)
+        forward, precision = _torch_forward(location)
     else:
-        onnx_root = (Path(cache_dir) / "onnx") if cache_dir is not None else encoder_cache_dir() / "onnx"
+        precision = "int8" if quantize else "fp32"
+        onnx_root = Path(onnx_dir) if onnx_dir is not None else encoder_cache_dir() / "onnx"
         forward = _onnx_forward(onnx_file(location, identity, max_length, quantize, onnx_root))
-    return FrozenEncoder(str(location), identity, tokenizer, forward, pooling, max_length, backend, quantize, hidden_size)
+    return FrozenEncoder(
+        str(location), identity, tokenizer, forward, pooling, max_length, backend, quantize, hidden_size, precision
+    )
 
 
 def encoder_identity(folder: Path) -> str:
@@ -193,18 +214,25 @@ def _load_base_model(location: Path):
     return model.eval()
 
 
-def _torch_forward(location: Path) -> Forward:
+def _torch_forward(location: Path) -> tuple[Forward, str]:
+    """fp32 on the CPU, bf16 (fp16 without it) on a GPU when there is one; returns the forward and its precision."""
     model = _load_base_model(location)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = "fp32"
+    if device.type == "cuda":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        model = model.to(device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
     @torch.inference_mode()
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        out = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask))
-        return out.last_hidden_state.float().numpy()
+        out = model(input_ids=torch.from_numpy(input_ids).to(device), attention_mask=torch.from_numpy(attention_mask).to(device))
+        return out.last_hidden_state.float().cpu().numpy()
 
-    return forward
+    return forward, precision
 
 
 def _onnx_forward(path: Path) -> Forward:
+    require_onnx_packages("encoder backend 'onnx' is chosen", "use backend='torch'")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -315,7 +343,7 @@ class VectorCache:
 
 
 def _describe(frozen: FrozenEncoder) -> dict:
-    keys = ("location", "identity", "pooling", "max_length", "backend", "quantize", "hidden_size")
+    keys = ("location", "identity", "pooling", "max_length", "backend", "quantize", "precision", "hidden_size")
     return {"format_version": FORMAT_VERSION, **{k: getattr(frozen, k) for k in keys}}
 
 
