@@ -78,7 +78,13 @@ def main() -> None:
         sys.exit(f"bench/distill.py --reuse: {manifest} is missing; run once without --reuse")
     if opts.work.exists() and not opts.reuse:
         shutil.rmtree(opts.work)
-    tree = {"output_dir": str(opts.work), "data": {"max_rows": opts.max_rows}}
+    # The fine-tuned MiniLM teacher and its layer students (the probe teacher's own figures: bench/quality.py).
+    tree = {
+        "output_dir": str(opts.work),
+        "data": {"max_rows": opts.max_rows},
+        "train": {"kind": "finetune", "model": PACKAGED_MODEL},
+        "distill": {"student_model": ""},
+    }
     cfg = build_config(tree, "bench")
     log = lambda line: None  # noqa: E731 - the stages' progress lines would drown the summary
     raw = stages.ingest(cfg, opts.work / "data")

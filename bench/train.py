@@ -113,12 +113,14 @@ def plain_trainer(splits: DatasetDict, model_path: Path, pad_to_max: bool, args:
 
 def ours(splits_path: Path, root: Path, args: argparse.Namespace) -> dict:
     from textclf import stages
-    from textclf.config import build_config
+    from textclf.config import PACKAGED_MODEL, build_config
 
     cfg = build_config(
         {
             "output_dir": str(root / "outputs"),
             "train": {
+                "kind": "finetune",
+                "model": PACKAGED_MODEL,
                 "epochs": 1,
                 "batch_size": args.batch,
                 "learning_rate": 1e-4,

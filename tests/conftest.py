@@ -92,6 +92,7 @@ def tiny_config(tmp_path, tiny_model, rows_csv):
             "output_dir": str(tmp_path / "outputs"),
             "data": {"source": str(rows_csv), "seed": 1},
             "train": {
+                "kind": "finetune",
                 "model": str(tiny_model),
                 "epochs": 1,
                 "batch_size": 16,
@@ -103,7 +104,7 @@ def tiny_config(tmp_path, tiny_model, rows_csv):
             "validate": {"max_duplicate_rate": 0.2},
             # Off unless a test is about them: both add minutes, and a 2-layer teacher has no 3-layer student.
             "augment": {"enabled": False},
-            "distill": {"enabled": False},
+            "distill": {"enabled": False, "student_model": ""},  # tests that turn it on get a layer student
         }
     )
 

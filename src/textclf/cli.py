@@ -71,7 +71,8 @@ def train(
     mlflow_run_id: Annotated[str | None, typer.Option(help="Log metrics into this MLflow run (rank 0 only).")] = None,
     launch: Annotated[bool, typer.Option(help="Start under torchrun (the default outside torchrun).")] = True,
 ) -> None:
-    """Fine-tune on saved splits. Outside torchrun it launches itself under torchrun."""
+    """Train on saved splits (train.kind: fine-tune, or fit the frozen-encoder probe). Outside torchrun it launches
+    itself under torchrun (a probe as one process)."""
     cfg = load_cli_config(config, overrides)
     if launch and "LOCAL_RANK" not in os.environ:
         from textclf import stages
@@ -80,6 +81,11 @@ def train(
         run = run_of(cfg.tracking_target(), mlflow_run_id) if mlflow_run_id else None
         result = stages.train(cfg, stages.DataRef.of_splits(data), out, run)
         typer.echo(json.dumps(asdict(result), indent=2))
+        return
+    if cfg.train.kind == "probe":
+        from textclf.train.probe import run_probe
+
+        run_probe(cfg.train, data, out, cfg.vector_cache_path(), _rank_sink(cfg, out, mlflow_run_id))
         return
     from textclf.train.finetune import run_training
 

@@ -274,16 +274,71 @@ class AugmentConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
-    """Fine-tuning of the classifier."""
+EncoderBackend = Literal["onnx", "torch"]
 
+
+class ProbeConfig(_Section):
+    """train.kind=probe: the encoder stays frozen; a logistic-regression head is fitted on its pooled vectors."""
+
+    backend: EncoderBackend = Field(
+        "onnx",
+        description="What runs the frozen encoder: 'onnx' (onnxruntime, exported once into ~/.cache/textclf/encoders; "
+        "~2.5x plain transformers on CPU, bench/teacher.py) or 'torch'.",
+    )
+    quantize: bool = Field(
+        False,
+        description="onnx only: int8 weights (~1.7x faster than fp32 ONNX on CPU, but it cost 2.5 points of probe "
+        "accuracy in bench/teacher.py; the registered teacher runs in fp32 torch either way, so its head then "
+        "reads vectors slightly unlike the ones it was fitted on).",
+    )
+    normalize: bool = Field(
+        True, description="L2-normalise the pooled vectors before the head (sentence-transformers' Normalize module)."
+    )
+    c_grid: list[float] = Field(
+        [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0],
+        min_length=1,
+        description="Inverse L2 strengths tried for the head (on standardised vectors); the one with the best "
+        "validation select_metric is kept (ties: the stronger regularisation).",
+    )
+    select_metric: Literal["loss", "accuracy", "macro_f1"] = Field(
+        "loss",
+        description="Validation metric that picks C. 'loss' (log-loss) varies smoothly with C where accuracy on "
+        "one validation split jumps by single rows: on the demo split accuracy picked C=0.1 (test 0.835), "
+        "log-loss C=0.005 (test 0.847).",
+    )
+    max_iter: int = Field(1000, ge=10, le=100_000, description="Most L-BFGS iterations per head fit.")
+    batch_size: int = Field(64, ge=1, le=8192, description="Texts per encoder batch (length-sorted, dynamically padded).")
+    cache_dir: str | None = Field(
+        None,
+        description="Sentence-vector cache (per encoder, pooling, max_length, backend; one file per new batch of "
+        "texts): a retrain on a new drop encodes only the new texts. Empty: <output_dir>/cache/encoders.",
+    )
+
+    @field_validator("c_grid")
+    @classmethod
+    def _positive(cls, grid: list[float]) -> list[float]:
+        if any(c <= 0 for c in grid):
+            raise ValueError("every c_grid value must be > 0 (an inverse regularisation strength)")
+        return sorted(set(grid))
+
+
+class TrainConfig(_Section):
+    """The classifier the pipeline trains (the teacher, when distillation is on)."""
+
+    kind: Literal["probe", "finetune"] = Field(
+        "probe",
+        description="'probe': keep `model` frozen and fit a logistic-regression head on its mean-pooled vectors "
+        "(train.probe; CPU-cheap, the default teacher); 'finetune': train the whole model under torchrun (the "
+        "GPU path: bf16, several processes; on CPU fine for MiniLM-sized models and small data).",
+    )
     model: str = Field(
-        PACKAGED_MODEL,
+        PACKAGED_MPNET,
         description=(
-            "Model to fine-tune: 'packaged:all-MiniLM-L6-v2' (ships with the install), a local "
-            "folder in Hugging Face format, or a hub id such as 'bert-base-uncased'."
+            "Model to train: 'packaged:all-mpnet-base-v2' or 'packaged:all-MiniLM-L6-v2' (installed by set-up), "
+            "a local folder in Hugging Face format, or a hub id such as 'bert-base-uncased'."
         ),
     )
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
     pooling: Literal["auto", "mean", "model"] = Field(
         "auto",
         description="Text vector the classifier reads: 'mean' = mean of the token vectors (how "
@@ -349,6 +404,8 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _ranks(self) -> TrainConfig:
+        if self.kind == "probe" and self.pooling == "model":
+            raise ValueError("train.kind=probe fits its head on mean-pooled vectors; set train.pooling to auto or mean")
         if isinstance(self.nproc_per_node, int) and self.nproc_per_node < 1:
             raise ValueError("nproc_per_node must be 'auto' or >= 1")
         if self.node_rank >= self.nnodes:
@@ -369,14 +426,15 @@ class DistillConfig(_Section):
     )
     student_layers: list[int] | int = Field(
         3,
-        description="Student made from the teacher by keeping these encoder layers (e.g. [0, 2, 4]), or "
-        "a count N (keeps layers i*L//N, i < N). Ignored when student_model is set.",
+        description="With an empty student_model: the student is made from the teacher by keeping these encoder "
+        "layers (e.g. [0, 2, 4]), or a count N (keeps layers i*L//N, i < N). Ignored when student_model is set.",
     )
     student_model: str = Field(
-        "",
-        description="A different pretrained model as the student (own tokenizer; each model tokenises "
-        "the raw text itself): a model folder, 'packaged:all-MiniLM-L6-v2' or a hub id. Empty: "
-        "build the student from the teacher's layers.",
+        PACKAGED_MODEL,
+        description="The pretrained model the student starts from (own tokenizer; each model tokenises the raw "
+        "text itself): 'packaged:all-MiniLM-L6-v2' (default: 22M parameters, ~8x the MPNet teacher's CPU "
+        "throughput), a model folder or a hub id. Empty: build the student from the teacher's layers "
+        "(student_layers; a fine-tuned teacher's smaller copy).",
     )
     temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature T of the soft targets.")
     alpha: float = Field(
@@ -395,7 +453,8 @@ class DistillConfig(_Section):
         1.0,
         gt=0,
         le=100,
-        description="Student training epochs (fractions allowed). 1 keeps the CPU demo within its time budget.",
+        description="Student training epochs (fractions allowed). From the MPNet probe, MiniLM-L6 reached test "
+        "accuracy 0.844 after 1 epoch (143 s on 2 CPU cores) and 0.840 after 1.75 (best weights of epoch 1).",
     )
     learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate of the student's AdamW.")
     batch_size: int = Field(32, ge=1, le=4096, description="Per-device student batch size.")
@@ -568,6 +627,10 @@ class PipelineConfig(_Section):
     @property
     def output_path(self) -> Path:
         return Path(self.output_dir)
+
+    def vector_cache_path(self) -> Path:
+        """The frozen encoders' sentence-vector cache: train.probe.cache_dir, or <output_dir>/cache/encoders."""
+        return Path(self.train.probe.cache_dir) if self.train.probe.cache_dir else self.output_path / "cache" / "encoders"
 
     def mlflow_uri(self) -> str:
         if self.tracking.tracking_uri:

@@ -28,6 +28,7 @@ DEPLOYMENT_CONFIG_ENV = "TEXTCLF_DEPLOYMENT_CONFIG"  # the deployment's config (
 FORM_FIELDS: dict[str, tuple[str, str]] = {
     "data_source": ("data", "source"),
     "model": ("train", "model"),
+    "kind": ("train", "kind"),
     "epochs": ("train", "epochs"),
     "learning_rate": ("train", "learning_rate"),
     "augment": ("augment", "enabled"),

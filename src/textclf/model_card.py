@@ -13,6 +13,7 @@ CONFIG_KEYS = (
     "data.source",
     "data.max_rows",
     "data.seed",
+    "train.kind",
     "train.model",
     "train.epochs",
     "train.learning_rate",

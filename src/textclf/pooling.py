@@ -4,7 +4,9 @@ A sentence-transformers model (all-MiniLM-L6-v2, all-mpnet-base-v2, ...) was tra
 text by the attention-masked mean of its token vectors; its [CLS] vector and pooler were never
 trained for that. `AutoModelForSequenceClassification` would classify from [CLS] through the stale
 pooler, so fine-tuning first has to re-purpose that token. These classes keep the checkpoint's own
-representation: mean of the last hidden states over real tokens -> dropout -> linear.
+representation: mean of the last hidden states over real tokens -> dropout -> linear. A config with
+`normalize_pooled: true` L2-normalises the mean first, as sentence-transformers' Normalize module does (the
+frozen-encoder probe, textclf.train.probe, fits its head on such vectors).
 
 Each class has its own `model_type` (`textclf-mean-<base>`), registered with the transformers Auto
 classes when `textclf.modeling` is imported. A saved model therefore says what it is: loading it
@@ -39,6 +41,7 @@ SUPPORTED: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),
 }
 PREFIX = "textclf-mean-"
+NORMALIZE_ATTR = "normalize_pooled"  # config attribute: L2-normalise the pooled vector before the head
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -92,7 +95,10 @@ def _make_classes(base_type: str):
             outputs = getattr(self, prefix)(
                 **inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True
             )
-            logits = self.classifier(self.dropout(masked_mean(outputs.last_hidden_state, attention_mask)))
+            pooled = masked_mean(outputs.last_hidden_state, attention_mask)
+            if getattr(self.config, NORMALIZE_ATTR, False):
+                pooled = nn.functional.normalize(pooled, dim=-1)
+            logits = self.classifier(self.dropout(pooled))
             loss = None
             if labels is not None:
                 if self.num_labels == 1:

@@ -14,6 +14,7 @@ from textclf.data.readers import head_columns
 from textclf.data.sources import check_source, drop_files, is_saved_hf_dataset
 from textclf.errors import DataError
 from textclf.modeling import resolve_model
+from textclf.train.onnx_export import require_onnx_packages
 
 PREFLIGHT_FILES = 20  # files of a folder whose heads are checked up front (ingest reads them all)
 
@@ -41,6 +42,12 @@ def check_data(data: DataConfig) -> None:
 
 
 def preflight(cfg: PipelineConfig) -> None:
-    """Raise a one-line TextclfError for a missing data source, column or model."""
+    """Raise a one-line TextclfError for a missing data source, column, model or package a setting needs."""
     check_data(cfg.data)
     resolve_model(cfg.train.model)
+    if cfg.distill.enabled and cfg.distill.student_model:
+        resolve_model(cfg.distill.student_model)
+    if cfg.train.kind == "probe" and cfg.train.probe.backend == "onnx":
+        require_onnx_packages("train.probe.backend is 'onnx'", "set train.probe.backend=torch")
+    if cfg.distill.enabled and cfg.distill.onnx_export:
+        require_onnx_packages()

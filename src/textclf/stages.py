@@ -18,7 +18,8 @@ from textclf.augment.cache import AugmentCache, cache_path
 from textclf.augment.label_filter import label_filter_for
 from textclf.augment.report import AugmentReport
 from textclf.augment.training_split import augment_train_split
-from textclf.config import PipelineConfig, dump_yaml
+from textclf.compare import ModelComparison, score_folder, score_version
+from textclf.config import PipelineConfig, TrainConfig, dump_yaml
 from textclf.data.sources import content_digest, load_source
 from textclf.data.split import split_stratified
 from textclf.data.validate import ValidationReport, run_gate
@@ -179,8 +180,17 @@ def augment(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun |
 
 
 def train(cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None = None, log_line=print) -> TrainResult:
-    """Fine-tune under torchrun (the same `textclf train` entry the DVC stage runs); rank 0 logs to `run`."""
-    return launch_training(cfg.train, _entry_args("train", cfg, data, Path(out_dir), run), Path(out_dir), log_line=log_line)
+    """Train under torchrun (the same `textclf train` entry the DVC stage runs); rank 0 logs to `run`.
+
+    train.kind=finetune: the whole model, on every process torchrun starts; train.kind=probe: the frozen-encoder
+    probe (textclf.train.probe) in one process, its vectors cached in `cfg.vector_cache_path()`."""
+    launch = cfg.train if cfg.train.kind == "finetune" else single_process(cfg.train)
+    return launch_training(launch, _entry_args("train", cfg, data, Path(out_dir), run), Path(out_dir), log_line=log_line)
+
+
+def single_process(train: TrainConfig) -> TrainConfig:
+    """`train` launched as one local process (the probe: encoding and a head fit, nothing to distribute)."""
+    return train.model_copy(update={"nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None})
 
 
 def _entry_args(command: str, cfg: PipelineConfig, data: DataRef, out_dir: Path, run: TrackedRun | None) -> list[str]:
@@ -294,7 +304,9 @@ def distill(
     teacher = resolve_teacher(
         cfg.distill.teacher, teacher_dir, out_dir / "teacher", lambda uri, dest: download_registered(target, uri, dest)
     )
-    plan = prepare_distillation(cfg.train, cfg.distill, data.path, out_dir, teacher, cfg.output_path / "cache" / "teacher_logits")
+    plan = prepare_distillation(
+        cfg.train, cfg.distill, data.path, out_dir, teacher, cfg.output_path / "cache" / "teacher_logits", cfg.vector_cache_path()
+    )
     log_line(
         f"[distill] teacher {plan.teacher_ref}; logits {'from cache' if plan.logits_cache_hit else 'computed'} "
         f"in {plan.logits_seconds:.1f}s; student ({plan.student_kind}) {plan.student}"
@@ -396,3 +408,51 @@ def promote_student(
         trigger,
         actor,
     )
+
+
+def compare_models(
+    cfg: PipelineConfig,
+    data: DataRef,
+    out_dir: Path,
+    trained: TrainResult,
+    report: EvalReport,
+    decision: PromotionOutcome,
+    student: DistillOutcome | None = None,
+    evaluated: StudentEvaluation | None = None,
+    student_decision: PromotionOutcome | None = None,
+    run: TrackedRun | None = None,
+) -> ModelComparison:
+    """This run's teacher and student and the champions each was gated against (scored now), on the validation
+    split: `out_dir/comparison` (json + md), and to `run` as an artifact and compare.* metrics."""
+    speed = evaluated.comparison if evaluated is not None else None
+    comparison = ModelComparison("validation")
+    comparison.rows.append(
+        score_folder(
+            "teacher",
+            trained.model_dir,
+            trained.val_metrics,
+            report.metrics.get("accuracy"),
+            speed.teacher.throughput_b32 if speed else report.metrics.get("throughput_texts_per_s"),
+        )
+    )
+    if student is not None and evaluated is not None and speed is not None:
+        comparison.rows.append(
+            score_folder(
+                "student",
+                student.model_dir,
+                student.result.val_metrics,
+                evaluated.evaluation.metrics.get("accuracy"),
+                speed.student.throughput_b32,
+            )
+        )
+    target = cfg.registry_target()
+    for outcome in (decision, student_decision):
+        if outcome is not None and outcome.previous_champion:
+            comparison.rows.append(
+                score_version(target, outcome.name, outcome.previous_champion, data.path, "validation", cfg.train.eval_batch_size)
+            )
+    folder = comparison.write(Path(out_dir) / "comparison")
+    if run is not None:
+        run.log_metrics(comparison.metrics())
+        run.log_artifacts(folder, "comparison")
+    return comparison

@@ -24,6 +24,7 @@ def flow_run(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
         "output_dir": str(out / "outputs"),
         "data": {"source": str(rows_csv), "seed": 1},
         "train": {
+            "kind": "finetune",
             "model": str(tiny_model),
             "epochs": 2,
             "batch_size": 16,

@@ -26,6 +26,7 @@ def flow_run(prefect_harness, tmp_path_factory, rows_csv):
             "output_dir": str(out / "outputs"),
             "data": {"source": str(rows_csv), "seed": 1},
             "train": {
+                "kind": "finetune",
                 "model": str(base),
                 "epochs": 1,
                 "batch_size": 16,
@@ -36,7 +37,13 @@ def flow_run(prefect_harness, tmp_path_factory, rows_csv):
             },
             "validate": {"max_duplicate_rate": 0.2},
             "augment": {"enabled": False},
-            "distill": {"student_layers": 2, "batch_size": 16, "learning_rate": 1e-3, "report_latency_texts": 10},
+            "distill": {
+                "student_model": "",
+                "student_layers": 2,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "report_latency_texts": 10,
+            },
         }
     )
     assert cfg.distill.enabled  # on by default

@@ -21,7 +21,7 @@ def test_corrupted_csv_stops_the_flow_before_training(prefect_harness, tmp_path,
         {
             "output_dir": str(tmp_path / "outputs"),
             "data": {"source": str(corrupted), "seed": 1},
-            "train": {"model": str(tiny_model), "epochs": 1, "batch_size": 16, "max_length": 64},
+            "train": {"kind": "finetune", "model": str(tiny_model), "epochs": 1, "batch_size": 16, "max_length": 64},
             "validate": {"max_duplicate_rate": 0.2},
         }
     )

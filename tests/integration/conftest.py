@@ -73,6 +73,7 @@ def service_config(tmp_path_factory, tiny_model, rows_csv) -> dict:
         "output_dir": str(root / "outputs"),
         "data": {"source": str(rows_csv), "seed": 1},
         "train": {
+            "kind": "finetune",
             "model": str(tiny_model),
             "epochs": 1,
             "batch_size": 16,

@@ -33,6 +33,7 @@ def tiny_train_config(root: Path, model: Path, rows: Path, **train):
             "output_dir": str(root / "outputs"),
             "data": {"source": str(rows), "seed": 1},
             "train": {
+                "kind": "finetune",
                 "model": str(model),
                 "epochs": 1,
                 "batch_size": 16,

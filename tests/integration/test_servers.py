@@ -74,7 +74,7 @@ def test_deployments_carry_the_run_form_and_the_weekly_cron(prefect_client, stac
     schema = manual.parameter_openapi_schema
     assert list(schema["properties"]) == ["form"]
     form = next(iter(schema["definitions"].values()))
-    assert list(form["properties"]) == ["data_source", "model", "epochs", "learning_rate", "augment", "distill", "reason"]
+    assert list(form["properties"]) == ["data_source", "model", "kind", "epochs", "learning_rate", "augment", "distill", "reason"]
     assert form["additionalProperties"] is False
     epochs = form["properties"]["epochs"]
     assert epochs["description"].startswith("Training epochs") and epochs["exclusiveMinimum"] == 0

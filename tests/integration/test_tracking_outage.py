@@ -55,6 +55,7 @@ def test_training_survives_a_tracking_server_outage_and_the_run_gets_every_metri
             "data": {"source": str(rows_csv), "seed": 1},
             "tracking": {"tracking_uri": url},
             "train": {
+                "kind": "finetune",
                 "model": str(tiny_model),
                 "epochs": 3,
                 "batch_size": 4,  # 40 steps an epoch on the 160 training rows: the outage falls in the middle

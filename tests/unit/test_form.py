@@ -13,7 +13,16 @@ from textclf.form import DEPLOYMENT_CONFIG_ENV, FORM_FIELDS, RunForm, apply_form
 
 def test_the_form_holds_the_run_choices_only_with_the_configs_bounds_and_help():
     schema = RunForm.model_json_schema()
-    assert list(schema["properties"]) == ["data_source", "model", "epochs", "learning_rate", "augment", "distill", "reason"]
+    assert list(schema["properties"]) == [
+        "data_source",
+        "model",
+        "kind",
+        "epochs",
+        "learning_rate",
+        "augment",
+        "distill",
+        "reason",
+    ]
     assert schema["additionalProperties"] is False
     epochs = schema["properties"]["epochs"]
     declared = PipelineConfig.model_json_schema()["$defs"]["TrainConfig"]["properties"]["epochs"]

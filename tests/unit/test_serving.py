@@ -28,6 +28,7 @@ def trained_256(tmp_path_factory, tiny_model, splits_dir):
     cfg = build_config(
         {
             "train": {
+                "kind": "finetune",
                 "model": str(tiny_model),
                 "epochs": 3,
                 "batch_size": 16,

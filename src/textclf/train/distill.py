@@ -26,6 +26,7 @@ from textclf.modeling import load_classifier, load_trained
 from textclf.tracking import MetricSink
 from textclf.train.finetune import FinetuneRecipe, TextclfTrainer, TrainResult, rank_process, run_recipe
 from textclf.train.losses import DistillWeights, distillation_loss, pooled_hidden_mse
+from textclf.train.probe import probe_logits
 from textclf.train.student import build_layer_student
 from textclf.train.teacher_cache import TeacherLogitsCache
 
@@ -76,7 +77,7 @@ def resolve_teacher(
                 "distill.teacher is empty and this run trained no model; set distill.teacher "
                 "to a model folder or a registry URI such as models:/textclf@champion"
             )
-        return ResolvedTeacher(Path(trained_dir), "this run's fine-tuned model", None)
+        return ResolvedTeacher(Path(trained_dir), "this run's model", None)
     if ref.startswith("models:/"):
         local, version = fetch_registered(ref, Path(dest))
         found = sorted(p.parent for p in Path(local).rglob("config.json") if any(p.parent.glob("*.safetensors")))
@@ -98,15 +99,27 @@ def uniform_layer_map(n_student: int, n_teacher: int) -> list[int]:
 
 
 def prepare_distillation(
-    train: TrainConfig, distill: DistillConfig, data_dir: str, run_dir: Path, teacher: ResolvedTeacher, cache_root: Path
+    train: TrainConfig,
+    distill: DistillConfig,
+    data_dir: str,
+    run_dir: Path,
+    teacher: ResolvedTeacher,
+    cache_root: Path,
+    vector_cache: Path | None = None,
 ) -> DistillPlan:
-    """Teacher logits cached for the train split, the student's start written: the plan."""
+    """Teacher logits cached for the train split, the student's start written: the plan. A probe teacher's
+    logits come from its encoder's vectors in `vector_cache` (those its fit encoded are there already)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_split = load_from_disk(str(data_dir))["train"]
     labels = train_split.features["label"].names
     cached = TeacherLogitsCache(cache_root).get_or_compute(
-        teacher.dir, list(train_split["text"]), train.max_length, distill.teacher_batch_size, teacher.version
+        teacher.dir,
+        list(train_split["text"]),
+        train.max_length,
+        distill.teacher_batch_size,
+        teacher.version,
+        shortcut=lambda texts: probe_logits(teacher.dir, texts, train.probe.batch_size, vector_cache),
     )
     if cached.meta["labels"] != labels:
         raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,8 +80,16 @@ class TeacherLogitsCache:
         self.root = Path(root)
 
     def get_or_compute(
-        self, teacher_dir: Path, texts: list[str], max_length: int, batch_size: int, teacher_version: str | None = None
+        self,
+        teacher_dir: Path,
+        texts: list[str],
+        max_length: int,
+        batch_size: int,
+        teacher_version: str | None = None,
+        shortcut: Callable[[list[str]], np.ndarray | None] | None = None,
     ) -> CachedLogits:
+        """The cached logits, or computed now: by `shortcut(texts)` when it gives them (a probe teacher's head on
+        its cached encoder vectors), else by running the teacher."""
         started = time.perf_counter()
         teacher_digest = folder_digest(Path(teacher_dir))
         data_digest = texts_digest(texts)
@@ -90,19 +99,25 @@ class TeacherLogitsCache:
         if target.is_file() and meta_file.is_file():
             meta = json.loads(meta_file.read_text())
             return CachedLogits(str(target), key, True, time.perf_counter() - started, meta)
-        model, tokenizer = load_trained(teacher_dir)
-        if torch.cuda.is_available():
-            model.to("cuda")
-        logits = compute_logits(model, tokenizer, texts, batch_size, max_length)
+        logits = shortcut(texts) if shortcut is not None else None
+        computed_by = "the teacher's head on its cached encoder vectors"
+        if logits is None:
+            model, tokenizer = load_trained(teacher_dir)
+            if torch.cuda.is_available():
+                model.to("cuda")
+            logits = compute_logits(model, tokenizer, texts, batch_size, max_length)
+            computed_by = "the teacher"
+        config = json.loads((Path(teacher_dir) / "config.json").read_text())
         self.root.mkdir(parents=True, exist_ok=True)
         meta = {
+            "computed_by": computed_by,
             "teacher_digest": teacher_digest,
             "teacher_dir": str(teacher_dir),
             "teacher_version": teacher_version,
             "data_digest": data_digest,
             "rows": len(texts),
             "max_length": max_length,
-            "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+            "labels": [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
         }
         # Write-then-rename: a crashed run never leaves a half-written cache entry behind.
         tmp = self.root / f"{key}.tmp.npy"

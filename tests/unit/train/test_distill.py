@@ -228,9 +228,7 @@ def test_teacher_must_exist(tmp_path):
         resolve_teacher("", None, tmp_path / "t", no_registry)
     with pytest.raises(ConfigError, match="not a trained model folder"):
         resolve_teacher(str(tmp_path), None, tmp_path / "t", no_registry)
-    assert resolve_teacher("", str(tmp_path), tmp_path / "t", no_registry) == ResolvedTeacher(
-        tmp_path, "this run's fine-tuned model", None
-    )
+    assert resolve_teacher("", str(tmp_path), tmp_path / "t", no_registry) == ResolvedTeacher(tmp_path, "this run's model", None)
 
 
 def test_registered_teacher_is_the_hf_folder_inside_what_the_registry_fetched(teacher_dir, tmp_path):

@@ -89,6 +89,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path, splits_dir, tiny_model)
     cfg = build_config(
         {
             "train": {
+                "kind": "finetune",
                 "model": str(tiny_model),
                 "epochs": 3,
                 "batch_size": 16,
@@ -123,6 +124,7 @@ def test_freeze_embeddings_keeps_the_word_vectors_and_trains_the_rest(tmp_path, 
     cfg = build_config(
         {
             "train": {
+                "kind": "finetune",
                 "model": str(tiny_model),
                 "epochs": 1,
                 "batch_size": 16,
