@@ -1,4 +1,5 @@
-"""The `retrain` flow: ingest -> split -> validate -> train -> evaluate -> promote (register + gate).
+"""The `retrain` flow: ingest -> split -> validate -> augment -> train -> evaluate -> promote (register + gate) ->
+distill -> evaluate -> promote the student -> compare the models.
 
 Two entry points, one flow name and one composition: `retrain(config)` takes the whole config (`textclf run`,
 Python callers, tests); `retrain_from_form(form)` is what the deployments run: the deployment's config (from the
@@ -16,6 +17,7 @@ from textclf.form import RunForm
 from textclf.stages import run_dir
 from textclf_flows.augment_fan_out import fan_out_translations
 from textclf_tasks.augment import ablation, augment
+from textclf_tasks.compare import compare_models
 from textclf_tasks.distill import distill, evaluate_student
 from textclf_tasks.evaluate import evaluate
 from textclf_tasks.form import run_config
@@ -59,7 +61,7 @@ def _pipeline(config: PipelineConfig) -> dict | State:
         )
     run = start_tracking(config, unchanged.key_tags)
     out = run_dir(config, run.run_id)
-    student, student_decision = None, None
+    student, evaluated, student_decision = None, None, None
     try:
         raw = ingest(config, out)
         data = split(config, raw, out)
@@ -79,6 +81,8 @@ def _pipeline(config: PipelineConfig) -> dict | State:
             evaluated = evaluate_student(config, student, data, run)
             student_decision = promote_student(config, student, evaluated, data, lineage, decision)
             end_tracking(student.run)
+        # Teacher, student and the champions they were gated against, on the validation split.
+        compare_models(config, data, out, run, trained, report, decision, student, evaluated, student_decision)
     except BaseException as error:
         if student is not None:
             fail_tracking(student.run, error)
