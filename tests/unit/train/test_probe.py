@@ -169,3 +169,21 @@ def test_probe_settings_are_checked_when_the_config_is_built():
     with pytest.raises(ConfigError, match="c_grid"):
         build_config({"train": {"probe": {"c_grid": [0.1, 0]}}})
     assert build_config({"train": {"probe": {"c_grid": [1, 0.1, 1]}}}).train.probe.c_grid == [0.1, 1]
+
+
+@pytest.mark.slow
+def test_the_default_teacher_on_real_rows(tmp_path, splits_dir, monkeypatch):
+    """The demo's teacher as configured by default: packaged MPNet exported to ONNX (fp32) into an empty cache,
+    a head fitted on 160 real reviews; it must already classify the held-out ones far above chance."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # a first run: the export happens here
+    cfg = build_config({"output_dir": str(tmp_path / "outputs")})
+    assert (cfg.train.kind, cfg.train.probe.backend, cfg.train.probe.quantize) == ("probe", "onnx", False)
+    result = train_probe(cfg.train, Path(splits_dir), tmp_path / "run", cfg.vector_cache_path(), log_line=lambda line: None)
+    assert list((tmp_path / "xdg" / "textclf" / "encoders" / "onnx").glob("*/encoder.onnx"))
+    fit = ProbeFit.read(Path(result.model_dir))
+    assert fit is not None and fit.backend == "onnx" and fit.max_logit_diff < 1e-3  # ONNX fp32 vectors = torch's
+    splits = load_from_disk(splits_dir)
+    held_out = [*splits["validation"], *splits["test"]]  # 40 rows; chance is 0.5 (the result is deterministic)
+    logits = torch_logits(Path(result.model_dir), [row["text"] for row in held_out])
+    accuracy = float((logits.argmax(1) == np.asarray([row["label"] for row in held_out])).mean())
+    assert accuracy >= 0.7, accuracy
