@@ -14,6 +14,7 @@ from pathlib import Path
 
 from textclf.config import RegistryTarget
 from textclf.evaluate import classification_metrics, predict_split
+from textclf.modeling import load_trained
 from textclf.registry import load_registered
 from textclf.train.probe import ProbeFit
 
@@ -98,8 +99,6 @@ def score_folder(
     role: str, model_dir: str, val_metrics: dict[str, float], test_accuracy: float | None, throughput: float | None
 ) -> ModelScore:
     """A model this run trained: its validation metrics as training measured them (the same split)."""
-    from textclf.modeling import load_trained
-
     model, _ = load_trained(model_dir)
     return ModelScore(
         role,

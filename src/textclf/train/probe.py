@@ -290,23 +290,16 @@ def _check_fold(model, tokenizer, texts: list[str], vectors: np.ndarray, weight,
     return diff
 
 
-def probe_vectors(teacher_dir: Path, texts: list[str], batch_size: int, vector_cache: Path | None) -> np.ndarray | None:
-    """The mean-pooled vectors a probe teacher's head reads (before normalisation), from its encoder's cache; None
-    when `teacher_dir` is no probe or its encoder is not on this machine as it was."""
-    fit = ProbeFit.read(teacher_dir)
-    if fit is None or not Path(fit.encoder).is_dir() or encoder_identity(Path(fit.encoder)) != fit.encoder_identity:
-        return None
-    frozen = load_encoder(fit.encoder, pooling="mean", max_length=fit.max_length, backend=fit.backend, quantize=fit.quantize)  # type: ignore[arg-type]
-    return encode_cached(frozen, texts, batch_size, vector_cache).vectors
-
-
 def probe_logits(teacher_dir: Path, texts: list[str], batch_size: int, vector_cache: Path | None) -> np.ndarray | None:
-    """The logits of a probe teacher from its encoder's (cached) vectors, or None when `teacher_dir` is no probe
-    or its encoder is not on this machine as it was (then the teacher itself runs)."""
-    vectors = probe_vectors(teacher_dir, texts, batch_size, vector_cache)
+    """The logits of a probe teacher: its head on its encoder's (cached) vectors; None when `teacher_dir` is no
+    probe or its encoder is not on this machine as it was (then the teacher itself runs)."""
     fit = ProbeFit.read(teacher_dir)
     weights_file = Path(teacher_dir) / "model.safetensors"
-    if vectors is None or fit is None or not weights_file.is_file():
+    if fit is None or not weights_file.is_file() or not Path(fit.encoder).is_dir():
         return None
+    if encoder_identity(Path(fit.encoder)) != fit.encoder_identity:
+        return None
+    frozen = load_encoder(fit.encoder, pooling="mean", max_length=fit.max_length, backend=fit.backend, quantize=fit.quantize)  # type: ignore[arg-type]
+    vectors = encode_cached(frozen, texts, batch_size, vector_cache).vectors
     weights = load_file(str(weights_file))
     return head_logits(weights["classifier.weight"], weights["classifier.bias"], vectors, fit.normalize)

@@ -105,32 +105,23 @@ def test_distillation_reads_the_probe_teachers_logits_from_the_vector_cache(tmp_
     cfg = probe_config(tmp_path, tiny_model)
     teacher = train_probe(cfg.train, Path(splits_dir), tmp_path / "t", cfg.vector_cache_path(), log_line=lambda line: None)
     distill = cfg.distill.model_copy(update={"student_model": str(tiny_model)})
-    plan = prepare_distillation(
-        cfg.train,
-        distill,
-        splits_dir,
-        tmp_path / "d",
-        ResolvedTeacher(Path(teacher.model_dir), "probe", None),
-        tmp_path / "logits",
-        cfg.vector_cache_path(),
-    )
-    meta = json.loads((tmp_path / "logits" / f"{plan.logits_key}.json").read_text())
+
+    def plan_in(name: str):
+        resolved = ResolvedTeacher(Path(teacher.model_dir), "probe", None)
+        return prepare_distillation(
+            cfg.train, distill, splits_dir, tmp_path / name, resolved, tmp_path / f"{name}-logits", cfg.vector_cache_path()
+        )
+
+    plan = plan_in("d")
+    meta = json.loads((tmp_path / "d-logits" / f"{plan.logits_key}.json").read_text())
     assert meta["computed_by"] == "the teacher's head on its cached encoder vectors"
     texts = list(load_from_disk(splits_dir)["train"]["text"])
     np.testing.assert_allclose(np.load(plan.teacher_logits), torch_logits(Path(teacher.model_dir), texts), atol=1e-4)
 
     # Without the probe record the same teacher runs itself, and gives the same logits.
     (Path(teacher.model_dir) / PROBE_FILE).unlink()
-    again = prepare_distillation(
-        cfg.train,
-        distill,
-        splits_dir,
-        tmp_path / "d2",
-        ResolvedTeacher(Path(teacher.model_dir), "probe", None),
-        tmp_path / "logits2",
-        cfg.vector_cache_path(),
-    )
-    meta = json.loads((tmp_path / "logits2" / f"{again.logits_key}.json").read_text())
+    again = plan_in("d2")
+    meta = json.loads((tmp_path / "d2-logits" / f"{again.logits_key}.json").read_text())
     assert meta["computed_by"] == "the teacher"
     np.testing.assert_allclose(np.load(again.teacher_logits), np.load(plan.teacher_logits), atol=1e-4)
 
