@@ -274,13 +274,17 @@ def _holder(client, name: str) -> tuple[str, float] | None:
 
 
 def _try_create(client, name: str, owner: str, lease_s: float) -> float | None:
-    """Create the lease model atomically; its expiry if this call created it, None if it already exists."""
+    """Create the lease model atomically; its expiry if this call created it, None if it already exists.
+
+    MLflow's store answers a create that collides with an existing name by reading that model; when its holder
+    deletes it in between, the create fails with RESOURCE_DOES_NOT_EXIST: not created either (seen under load with
+    PostgreSQL behind the server), so the caller tries again."""
     expires = time.time() + lease_s
     tags = {OWNER_TAG: owner, EXPIRES_TAG: f"{expires:.3f}"}
     try:
         client.create_registered_model(name, tags=tags, description="textclf promotion lease (see infra/audit.md); not a model")
     except MlflowException as err:
-        if err.error_code == "RESOURCE_ALREADY_EXISTS":
+        if err.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
             return None
         raise
     return expires
