@@ -601,6 +601,71 @@ class OpsConfig(_Section):
         return self
 
 
+class MonitorConfig(_Section):
+    """Monitoring a champion on new drops (`textclf monitor`, the monitor flow) and the retrain policy."""
+
+    model: Literal["student", "teacher"] = Field(
+        "student",
+        description="Which champion is judged: the student users deploy ('<registry.model_name>-student'; the "
+        "teacher when distill.enabled is false) or the teacher ('<registry.model_name>').",
+    )
+    reference_rows: int = Field(
+        2000, ge=50, description="Training-split rows sampled (seeded) as the reference for the input-drift tests."
+    )
+    embedding_max_rows: int = Field(
+        1000, ge=50, description="Rows per side in the embedding test (larger drops are sampled, seeded)."
+    )
+    permutations: int = Field(500, ge=50, description="Permutations for the embedding test's p-value.")
+    embedding_p_value: float = Field(
+        0.01, gt=0, lt=1, description="Input drift when the embedding test's (MMD, permutation) p-value is below this."
+    )
+    descriptor_p_value: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Input drift when a text descriptor's two-sample p-value is below this divided by the number of "
+        "descriptors (Bonferroni) and its effect is at least descriptor_min_effect.",
+    )
+    descriptor_min_effect: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Smallest descriptor effect counted as drift: KS statistic, or difference of shares; on big "
+        "drops tiny, harmless differences are significant.",
+    )
+    prediction_p_value: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Prediction drift when the champion's label shares or confidences on the drop differ from its "
+        "test split's with a p-value below this and an effect of at least descriptor_min_effect.",
+    )
+    max_accuracy_drop: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="Decay when the upper end of the bootstrap interval of the champion's accuracy (or macro-F1) on "
+        "a labelled drop is more than this below its registered test score.",
+    )
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for the decay intervals.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of the bootstrap intervals.")
+    retrain_on: list[Literal["input_drift", "prediction_drift", "decay", "label_shift", "labelled_rows"]] = Field(
+        ["input_drift", "prediction_drift", "decay", "label_shift", "labelled_rows"],
+        description="Which findings make the policy retrain (label_shift: a labelled drop's class shares differ from "
+        "the training split's); anything else ends as Skipped with the scores.",
+    )
+    min_labelled_rows: int = Field(
+        2000, ge=1, description="Retrain when at least this many newly labelled rows arrived since the champion."
+    )
+    min_rows: int = Field(30, ge=5, description="Smallest drop the tests judge; a smaller one is refused in one line.")
+    scheduled: bool = Field(
+        True,
+        description="The retrain/scheduled deployment asks the policy first (rows new since the champion) and "
+        "retrains only when it says so; false: it retrains whenever data, config or code changed.",
+    )
+    seed: int = Field(0, ge=0, description="Seed for sampling, permutations and bootstrap.")
+
+
 class PipelineConfig(_Section):
     """Everything one retraining run needs."""
 
@@ -614,6 +679,7 @@ class PipelineConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

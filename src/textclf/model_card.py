@@ -100,6 +100,33 @@ def _section_distillation(c: CardInputs) -> str:
     return f"{text}\n\n{_table({**relation, **settings})}"
 
 
+MONITOR_TAG = "monitor."  # version tags the monitor flow sets: monitor.since, monitor.latest.*
+MONITORING_HEAD = "## Monitoring"
+
+
+def section_monitoring(tags: Mapping[str, str]) -> str:
+    """Since when the version is monitored and its latest scores (version tags set by each monitoring run)."""
+    since = tags.get("monitor.since")
+    if not since:
+        return "Not monitored yet: `textclf monitor DROP` (or a drop landing while `textclf serve` runs) judges it."
+    latest = {k.removeprefix("monitor.latest."): v for k, v in sorted(tags.items()) if k.startswith("monitor.latest.")}
+    return (
+        f"Monitored since {since} ({tags.get('monitor.runs', '?')} run(s); history: `textclf monitor history`).\n\n"
+        f"Latest result:\n\n{_table(latest, ('score', 'value'))}"
+    )
+
+
+def with_monitoring(card: str, tags: Mapping[str, str]) -> str:
+    """`card` with its monitoring section replaced (or added before the evidence list, for older cards)."""
+    section = f"{MONITORING_HEAD}\n{section_monitoring(tags)}\n\n"
+    start = card.find(MONITORING_HEAD + "\n")
+    if start >= 0:
+        end = card.find("\n## ", start + len(MONITORING_HEAD))
+        return card[:start] + section + (card[end + 1 :] if end >= 0 else "")
+    evidence = card.find("## Evidence")
+    return card[:evidence] + section + card[evidence:] if evidence >= 0 else card + "\n" + section
+
+
 def render_model_card(c: CardInputs) -> str:
     data_source = c.params.get("data.source", UNKNOWN)
     config = {k: c.params[k] for k in CONFIG_KEYS if k in c.params}
@@ -135,6 +162,9 @@ Trained and evaluated on `{data_source}`; use it on texts of the same kind and l
 
 ## Teacher / student
 {_section_distillation(c)}
+
+{MONITORING_HEAD}
+{section_monitoring(c.tags)}
 
 ## Evidence
 {artifacts}
