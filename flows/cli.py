@@ -7,12 +7,14 @@ and the `textclf` console script starts from this module.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from textclf.cli import ConfigOpt, SetOpt, app, load_cli_config
+from textclf.cli import DATA_ADDED_HOOKS, ConfigOpt, SetOpt, app, load_cli_config, monitor_app
 from textclf.cli import main as library_main
+from textclf.errors import DataError
 from textclf.runlog import log_to_file
 from textclf.settings import env_value
 
@@ -65,6 +67,47 @@ def worker(
             typer.echo(f"deployment {dep_id} registered for work pool {work_pool}")
         return
     deploy.serve_deployments(cfg, limit=limit)
+
+
+@monitor_app.command("check")
+def monitor_check(
+    drop: Annotated[
+        str | None,
+        typer.Argument(help="A drop file or folder, labelled or not; empty: the configured data's rows new since the champion."),
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Run the retrain flow here when the policy says so.")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Judge a drop with the champion (monitor.model) and print the policy's decision (JSON)."""
+    cfg = load_cli_config(config, overrides)
+    if drop is not None and not Path(drop).expanduser().exists():
+        raise DataError(f"{drop} does not exist; pass a drop file (.csv/.tsv/.jsonl/.parquet) or a folder of drops")
+    from textclf_flows.monitor import monitor  # Prefect's import costs seconds: only for this command
+
+    state = monitor(cfg, drop, return_state=True)
+    summary = state.result()
+    typer.echo(json.dumps(summary, indent=2, default=str))
+    if retrain and summary.get("retrain"):
+        if cfg.registry.trigger is None:
+            cfg.registry.trigger = "monitor"
+        cfg.ops.reason = (
+            f"monitor: {', '.join(summary['findings'])} on {summary['champion']} (MLflow run {summary['mlflow_run_id']})"
+        )
+        from textclf_flows.retrain import retrain as retrain_flow
+
+        typer.echo(json.dumps(retrain_flow(cfg), indent=2, default=str))
+
+
+def _tell_prefect(path: Path, version, data_dir: Path) -> str | None:
+    """telling the Prefect server (monitor/on-new-data)"""
+    from textclf_flows.events import data_added  # Prefect's import: only when a version was made
+
+    event = data_added(path, version, data_dir)
+    return f"event {event.event} sent: the monitor deployment judges {event.payload['path']}" if event else None
+
+
+DATA_ADDED_HOOKS.append(_tell_prefect)
 
 
 def main() -> None:

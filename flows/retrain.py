@@ -9,6 +9,7 @@ environment `textclf worker` gives its runs) with the UI form's few choices on t
 from __future__ import annotations
 
 from prefect import State, flow
+from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from textclf.config import PipelineConfig
@@ -22,6 +23,7 @@ from textclf_tasks.distill import distill, evaluate_student
 from textclf_tasks.evaluate import evaluate
 from textclf_tasks.form import run_config
 from textclf_tasks.ingest import add_drops, ingest, record_lineage, split
+from textclf_tasks.monitor import check_policy
 from textclf_tasks.notify import notify_failure
 from textclf_tasks.preflight import preflight
 from textclf_tasks.promote import promote, promote_student
@@ -59,6 +61,15 @@ def _pipeline(config: PipelineConfig) -> dict | State:
             message=unchanged.reason,
             data={"skipped": True, "reason": unchanged.reason, "mlflow_run_id": unchanged.previous_run_id},
         )
+    if unchanged.ask_policy:
+        # Only the data changed: the retrain policy judges the rows new since the champion (monitor.scheduled).
+        policy = check_policy(config, config.output_path / "monitor" / str(flow_run.id or "local"))
+        if not policy.retrain:
+            return Completed(
+                name="Skipped",
+                message=policy.reason,
+                data={"skipped": True, "reason": policy.reason, "monitor_run_id": policy.monitor_run_id},
+            )
     run = start_tracking(config, unchanged.key_tags)
     out = run_dir(config, run.run_id)
     student, evaluated, student_decision = None, None, None

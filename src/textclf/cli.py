@@ -11,11 +11,13 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from textclf.errors import TextclfError
 from textclf.serve import START_TIMEOUT_S, StackSettings  # stdlib only: cheap at start-up
@@ -315,6 +317,8 @@ def registry_rollback(reason: ReasonOpt, config: ConfigOpt = None, overrides: Se
 
 
 data_app = typer.Typer(help="DVC data versions: add drops, seed, restore.", no_args_is_help=True)
+# Called after `data add` with (the path given, the DataVersion, the data folder); a returned line is printed.
+DATA_ADDED_HOOKS: list[Callable[[Path, Any, Path], str | None]] = []
 app.add_typer(data_app, name="data")
 
 
@@ -325,12 +329,21 @@ def data_add(
     overrides: SetOpt = None,
 ) -> None:
     """Copy new drops into data.data_dir, check the whole version reads, `dvc commit` + `dvc push`."""
-    from textclf.versioning import add_data
+    from textclf.versioning import add_data, find_repo
 
-    version = add_data(path, load_cli_config(config, overrides).data)
+    cfg = load_cli_config(config, overrides)
+    version = add_data(path, cfg.data)
     for note in version.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(version.message())
+    for hook in DATA_ADDED_HOOKS:  # e.g. the Prefect event that starts monitoring (flows/cli.py)
+        try:
+            told = hook(path, version, find_repo() / cfg.data.data_dir)
+        except Exception as err:  # the version is made; a service that cannot be told is a note, not a failure
+            typer.echo(f"note: the data version is recorded, but {hook.__doc__ or hook.__name__} failed: {err}", err=True)
+        else:
+            if told:
+                typer.echo(told)
 
 
 @data_app.command("seed")
@@ -351,6 +364,48 @@ def data_restore(
     from textclf.versioning import restore_data
 
     typer.echo(str(restore_data(md5, dest)))
+
+
+class _CheckByDefault(TyperGroup):
+    """`textclf monitor [DROP] [options]` runs `monitor check`; `textclf monitor history` the history."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+monitor_app = typer.Typer(
+    cls=_CheckByDefault,
+    help="Judge a new drop with the champion (input drift, prediction drift, decay) and apply the retrain policy "
+    "(`textclf monitor DROP`; no DROP: the configured data's rows new since the champion); `history` shows past results.",
+)
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("history")
+def monitor_history(
+    model: Annotated[str | None, typer.Option(help="Registry name (default: the one monitor.model judges).")] = None,
+    png: Annotated[Path | None, typer.Option(help="Where to write the plot (default <output_dir>/monitor/history.png).")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Every monitoring result (MLflow experiment `<tracking.experiment>-monitor`) and a PNG of drift and decay over
+    time, one series per champion version."""
+    from textclf.monitor.core import monitored_name
+    from textclf.monitor.history import read_history
+    from textclf.monitor.plot import history_table, plot_history
+
+    cfg = load_cli_config(config, overrides)
+    name = model or monitored_name(cfg)
+    points = read_history(cfg, name)
+    typer.echo(history_table(points) if points else f"no monitoring runs of {name} yet: `textclf monitor DROP` makes one")
+    path = png or cfg.output_path / "monitor" / "history.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_history(
+        points, path, f"{name}: drift and decay", bound=cfg.monitor.embedding_p_value, decay_bound=cfg.monitor.max_accuracy_drop
+    )
+    typer.echo(f"plot: {path}")
 
 
 @app.command()

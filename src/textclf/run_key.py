@@ -20,7 +20,7 @@ from textclf.tracking import client_for
 
 KEY_TAG = "textclf.run_key"
 # Sections that decide how a run is scheduled or reported, not what it trains.
-NOT_IN_KEY = ("ops",)
+NOT_IN_KEY = ("ops", "monitor")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,21 @@ def last_successful_run(target: MlflowTarget, key: RunKey) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def last_successful_tags(target: MlflowTarget) -> dict[str, str] | None:
+    """Tags of the newest FINISHED run that carries a run key, whatever the key, or None."""
+    client = client_for(target)
+    experiment = client.get_experiment_by_name(target.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` != '' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return dict(runs[0].data.tags) if runs else None
+
+
 @dataclass
 class SkipDecision:
     """Whether a run would retrain the same model (and why), with the run key's tags for the new run."""
@@ -106,6 +121,9 @@ class SkipDecision:
     reason: str
     key_tags: dict[str, str] = field(default_factory=dict)
     previous_run_id: str | None = None
+    # Only the data changed since the last successful run (same config and code) and this run is one the retrain
+    # policy (monitor.scheduled) judges first: it retrains only when the monitor says so.
+    ask_policy: bool = False
 
 
 def decide_skip(cfg: PipelineConfig, code_roots: list[Path], deployment: str | None) -> SkipDecision:
@@ -116,8 +134,20 @@ def decide_skip(cfg: PipelineConfig, code_roots: list[Path], deployment: str | N
         return SkipDecision(False, f"ops.skip_unchanged={mode!r}: not a run to skip", key.as_tags())
     previous = last_successful_run(cfg.tracking_target(), key)
     if previous is None:
+        newest = last_successful_tags(cfg.tracking_target())
+        data_only = (
+            newest is not None
+            and newest.get(f"{KEY_TAG}.config") == key.config
+            and newest.get(f"{KEY_TAG}.code") == key.code
+            and newest.get(f"{KEY_TAG}.data") != key.data
+        )
+        ask = data_only and cfg.monitor.scheduled and deployment == SCHEDULED_DEPLOYMENT
         return SkipDecision(
-            False, f"run key {key.value} (data {key.data}, config {key.config}, code {key.code}) is new: training", key.as_tags()
+            False,
+            f"run key {key.value} (data {key.data}, config {key.config}, code {key.code}) is new: "
+            + ("only the data changed: the retrain policy decides" if ask else "training"),
+            key.as_tags(),
+            ask_policy=ask,
         )
     reason = (
         f"skipped: data md5 {key.data}, config {key.config} and code {key.code} are unchanged since "

@@ -26,6 +26,10 @@ from textclf.data.validate import ValidationReport, run_gate
 from textclf.errors import ValidationFailed
 from textclf.evaluate import EvalReport, evaluate_model
 from textclf.lineage import Lineage, record_data_lineage, student_lineage
+from textclf.monitor.core import NoChampion, TooFewRows, monitor_drop, read_drop
+from textclf.monitor.history import annotate_version, log_result
+from textclf.monitor.report import write_report
+from textclf.monitor.result import MonitorResult
 from textclf.promotion import PromotionOutcome, register_and_promote
 from textclf.registry import download_registered
 from textclf.settings import cpu_threads
@@ -37,13 +41,14 @@ from textclf.train.launch import launch_training
 from textclf.versioning import source_version
 
 # Folders a stage writes inside its `out_dir` (the DVC stages' outs in dvc.yaml are these too).
-RAW, SPLITS, VALIDATION, VALIDATED, AUGMENT_REPORT, AUGMENTED = (
+RAW, SPLITS, VALIDATION, VALIDATED, AUGMENT_REPORT, AUGMENTED, MONITOR = (
     "raw",
     "splits",
     "validation",
     "validated",
     "augment",
     "augmented",
+    "monitor",
 )
 
 
@@ -456,3 +461,47 @@ def compare_models(
         run.log_metrics(comparison.metrics())
         run.log_artifacts(folder, "comparison")
     return comparison
+
+
+@dataclass
+class Monitored:
+    """A monitoring pass: its result (decision included), the report folder and its MLflow run."""
+
+    result: MonitorResult
+    folder: Path  # report.html + monitor.json
+    run: TrackedRun  # in <experiment>-monitor
+
+
+def monitor(
+    cfg: PipelineConfig, drop: str | None, out_dir: Path, tags: dict[str, str] | None = None, log_line=print
+) -> Monitored:
+    """Judge `drop` (a file or folder; None: the configured data's rows new since the champion) with the champion
+    of monitor.model: `out_dir/monitor` (report.html, monitor.json), a run in `<experiment>-monitor`, the version's
+    monitor.* tags and model card."""
+    result = monitor_drop(cfg, read_drop(Path(drop), cfg.data) if drop else None, progress=log_line)
+    folder = Path(out_dir) / MONITOR
+    write_report(result, folder)
+    run = log_result(cfg, result, folder, tags)
+    annotate_version(cfg, result, run)
+    log_line(result.decision.reason)
+    return Monitored(result, folder, run)
+
+
+@dataclass
+class PolicyCheck:
+    """The retrain policy on the rows new since the champion: retrain or not, why, and the monitoring run."""
+
+    retrain: bool
+    reason: str
+    monitor_run_id: str | None = None
+
+
+def policy_check(cfg: PipelineConfig, out_dir: Path, tags: dict[str, str] | None = None, log_line=print) -> PolicyCheck:
+    """What the scheduled deployment asks before retraining on changed data (monitor.scheduled)."""
+    try:
+        monitored = monitor(cfg, None, out_dir, tags, log_line)
+    except NoChampion as missing:  # no champion yet: nothing to keep
+        return PolicyCheck(True, f"retrain: no champion to judge the new rows with ({missing})")
+    except TooFewRows as few:
+        return PolicyCheck(False, f"skipped: {few}")
+    return PolicyCheck(monitored.result.decision.retrain, monitored.result.decision.reason, monitored.run.run_id)

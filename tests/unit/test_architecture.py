@@ -69,7 +69,8 @@ def test_importing_every_library_module_loads_no_prefect():
 
 def test_flows_only_compose_tasks():
     for path in (REPO / "flows").glob("*.py"):
-        if path.name in {"__init__.py", "deploy.py", "cli.py"}:
+        # deploy.py builds deployments, cli.py adds commands, events.py sends Prefect events: no flow composition.
+        if path.name in {"__init__.py", "deploy.py", "cli.py", "events.py"}:
             continue
         for name in _imports(_tree(path)):
             top = name.split(".")[0]
