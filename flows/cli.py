@@ -14,7 +14,6 @@ import typer
 
 from textclf.cli import DATA_ADDED_HOOKS, ConfigOpt, SetOpt, app, load_cli_config, monitor_app
 from textclf.cli import main as library_main
-from textclf.errors import DataError
 from textclf.runlog import log_to_file
 from textclf.settings import env_value
 
@@ -81,12 +80,17 @@ def monitor_check(
 ) -> None:
     """Judge a drop with the champion (monitor.model) and print the policy's decision (JSON)."""
     cfg = load_cli_config(config, overrides)
-    if drop is not None and not Path(drop).expanduser().exists():
-        raise DataError(f"{drop} does not exist; pass a drop file (.csv/.tsv/.jsonl/.parquet) or a folder of drops")
+    if drop is not None:  # a drop that cannot be read or is too small fails here, before Prefect or MLflow start
+        from textclf.monitor.core import check_drop
+
+        check_drop(Path(drop), cfg)
     from textclf_flows.monitor import monitor  # Prefect's import costs seconds: only for this command
 
-    state = monitor(cfg, drop, return_state=True)
-    summary = state.result()
+    log = log_to_file(cfg.output_path / "logs")  # tracebacks of a failed run go to the file, not the console
+    try:
+        summary = monitor(cfg, drop, return_state=True).result()
+    finally:
+        typer.echo(f"textclf: full log of this run: {log}", err=True)
     typer.echo(json.dumps(summary, indent=2, default=str))
     if retrain and summary.get("retrain"):
         if cfg.registry.trigger is None:

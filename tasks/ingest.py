@@ -31,8 +31,8 @@ def split(cfg: PipelineConfig, raw: stages.DataRef, out_dir: Path) -> stages.Dat
 def add_drops(cfg: PipelineConfig) -> versioning.DataVersion:
     if cfg.data.inbox is None:  # the flow runs this task only when an inbox is set
         raise ConfigError("add-drops needs data.inbox: the folder new drops arrive in")
-    version = versioning.add_data(Path(cfg.data.inbox), cfg.data)
-    get_run_logger().info(version.message())
+    version = versioning.add_inbox(Path(cfg.data.inbox), cfg.data)
+    get_run_logger().info("; ".join([version.message(), *version.notes]))
     return version
 
 

@@ -355,6 +355,19 @@ def data_seed(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
     typer.echo(version.message() if version else "data: the tracked folder holds its version")
 
 
+@data_app.command("demo-drops")
+def data_demo_drops(
+    dest: Annotated[Path, typer.Argument(help="Folder to write reviews.csv and synopses.csv into.")],
+    rows: Annotated[int, typer.Option(min=30, help="Rows per drop (synopses: at most the 156 the corpus has).")] = 500,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Two labelled drops to try monitoring with: reviews like the training data, and film synopses (drifted)."""
+    from textclf.monitor.drops import write_demo_drops
+
+    for name, path in write_demo_drops(dest, rows, seed).items():
+        typer.echo(f"{name}: {path}")
+
+
 @data_app.command("restore")
 def data_restore(
     md5: Annotated[str, typer.Argument(help="Data version (the data.dvc_md5 lineage tag, e.g. 1a2b...dir).")],

@@ -46,10 +46,8 @@ class DataVersion:
 
     def message(self) -> str:
         if not self.changed:
-            return (
-                f"no new data version: {self.dvc_file} stays at md5 {self.md5} (the drops are identical "
-                f"to data already tracked){'; pushed' if self.pushed else ''}"
-            )
+            why = " (the drops are identical to data already tracked)" if self.unchanged else ""
+            return f"no new data version: {self.dvc_file} stays at md5 {self.md5}{why}{'; pushed' if self.pushed else ''}"
         was = f" (was {self.previous_md5})" if self.previous_md5 else ""
         return (
             f"new data version {self.md5}{was}: added {len(self.added)} file(s), {self.rows} rows in "
@@ -227,6 +225,28 @@ def add_data(src: Path, cfg: DataConfig, repo: Path | None = None) -> DataVersio
         pushed=pushed,
         dvc_file=str(dvc_file.relative_to(repo)),
         notes=table.notes,
+    )
+
+
+def add_inbox(inbox: Path, cfg: DataConfig, repo: Path | None = None) -> DataVersion:
+    """The drops waiting in `inbox` added (add_data); an empty or missing inbox, a service's usual state between
+    drops, is no new version (and no error)."""
+    inbox = Path(inbox).expanduser()
+    try:
+        waiting = drop_files(inbox) if inbox.exists() else []
+    except DataError:
+        waiting = []
+    if waiting:
+        return add_data(inbox, cfg, repo)
+    repo = find_repo(repo)
+    _, dvc_file = _paths(cfg, repo)
+    md5 = recorded_md5(dvc_file) or ""
+    return DataVersion(
+        md5=md5,
+        previous_md5=md5,
+        changed=False,
+        dvc_file=str(dvc_file.relative_to(repo)),
+        notes=[f"{inbox}: no drops waiting; the data version stays {md5 or 'empty'}"],
     )
 
 

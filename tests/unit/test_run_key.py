@@ -55,3 +55,32 @@ def test_skip_decision_follows_the_mode_and_the_last_successful_run(tmp_path):
     assert not run_key.decide_skip(never, [code], SCHEDULED_DEPLOYMENT).skip
     (code / "stage.py").write_text("x = 2\n")  # new code: a new key
     assert not run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT).skip
+
+
+def test_the_retrain_policy_is_asked_when_only_the_data_changed_on_a_scheduled_run(tmp_path):
+    """monitor.scheduled: a scheduled run whose config and code equal the last success's but whose data changed asks
+    the policy first; a manual run, a config or code change, or monitor.scheduled=false just train."""
+    from textclf import stages
+    from textclf.deployments import SCHEDULED_DEPLOYMENT
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\ngood,positive\nbad,negative\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "stage.py").write_text("x = 1\n")
+    tree = {"output_dir": str(tmp_path / "out"), "data": {"source": str(data)}}
+    cfg = build_config(tree)
+    assert not run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT).ask_policy  # no run yet: train
+    first = run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT)
+    stages.start_tracking(cfg, "earlier", first.key_tags).end()
+
+    data.write_text("text,label\ngood,positive\nbad,negative\nfine,positive\n")
+    asked = run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT)
+    assert asked.ask_policy and not asked.skip and "the retrain policy decides" in asked.reason
+    assert not run_key.decide_skip(cfg, [code], "manual").ask_policy
+    off = build_config({**tree, "monitor": {"scheduled": False}})
+    assert not run_key.decide_skip(off, [code], SCHEDULED_DEPLOYMENT).ask_policy
+    retuned = build_config({**tree, "train": {"epochs": 2}})
+    assert not run_key.decide_skip(retuned, [code], SCHEDULED_DEPLOYMENT).ask_policy
+    (code / "stage.py").write_text("x = 2\n")
+    assert not run_key.decide_skip(cfg, [code], SCHEDULED_DEPLOYMENT).ask_policy

@@ -157,3 +157,17 @@ def test_packaged_export_is_byte_stable(tmp_path):
     second = export_packaged_corpus(tmp_path / "b" / "rotten_tomatoes.csv")
     assert first.read_bytes() == second.read_bytes()
     assert path_md5(first.parent) == path_md5(second.parent)
+
+
+def test_an_empty_inbox_is_no_new_version_and_no_error(versioned, tmp_path):
+    """A service's inbox is empty between drops: the retrain's add-drops step goes on with the tracked version."""
+    from textclf.versioning import add_inbox
+
+    before = _state(versioned)
+    cfg = DataConfig(labels=["neg", "pos"])
+    (tmp_path / "inbox").mkdir()
+    for inbox in (tmp_path / "inbox", tmp_path / "missing"):
+        version = add_inbox(inbox, cfg, versioned)
+        assert not version.changed and version.md5 == recorded_md5(versioned / "data.dvc")
+        assert "no drops waiting" in version.notes[0] and "identical" not in version.message()
+    assert _state(versioned) == before

@@ -105,6 +105,18 @@ def read_drop(path: Path, data: DataConfig) -> Drop:
     return Drop(texts, labels if any(with_labels) else None, str(path))
 
 
+def check_drop(path: Path, cfg: PipelineConfig) -> Drop:
+    """The drop read and sized up front (the CLI calls it before anything starts); the judging reads it again."""
+    drop = read_drop(path, cfg.data)
+    if len(drop.texts) < cfg.monitor.min_rows:
+        raise TooFewRows(
+            f"{drop.source}: {len(drop.texts)} row(s) is fewer than monitor.min_rows={cfg.monitor.min_rows}; "
+            "wait for a bigger drop or lower monitor.min_rows",
+            len(drop.texts),
+        )
+    return drop
+
+
 def monitored_name(cfg: PipelineConfig) -> str:
     """The registry name whose champion monitoring judges (monitor.model)."""
     if cfg.monitor.model == "student" and cfg.distill.enabled:
@@ -150,6 +162,12 @@ def _splits_of_run(cfg: PipelineConfig, run_id: str) -> Path:
 def find_champion(cfg: PipelineConfig, cache: Path) -> Champion:
     """The champion of monitored_name(cfg): downloaded once per version into `cache`, with its splits and scores."""
     name = monitored_name(cfg)
+    uri = cfg.tracking_target().uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():  # not created by asking
+        raise NoChampion(
+            f"{name} has no @{cfg.registry.champion_alias} to monitor: there is no store at {uri} yet; "
+            "train one with `textclf run`"
+        )
     reg = RegistryTarget(cfg.tracking_target(), cfg.registry.model_copy(update={"model_name": name}))
     mv = current_champion(reg)
     if mv is None:
@@ -307,7 +325,7 @@ def _prediction_drift(reference: Reference, probs: np.ndarray, labels: list[str]
     )
 
 
-def _decay(
+def measure_decay(
     reference: Reference, probs: np.ndarray, drop_labels: list[str | None], model, champion: Champion, settings: MonitorConfig
 ) -> Decay | None:
     rows = [i for i, label in enumerate(drop_labels) if label is not None]
@@ -369,7 +387,7 @@ def judge(
     embedding.drifted = embedding.p_value < settings.embedding_p_value
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     prediction = _prediction_drift(reference, probs, labels, settings)
-    decay = _decay(reference, probs, drop.labels, model, champion, settings) if drop.labels is not None else None
+    decay = measure_decay(reference, probs, drop.labels, model, champion, settings) if drop.labels is not None else None
     result = MonitorResult(
         model_name=champion.name,
         model_version=champion.version,

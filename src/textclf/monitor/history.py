@@ -102,7 +102,7 @@ def read_history(cfg: PipelineConfig, model_name: str | None = None) -> list[His
             points.append(
                 HistoryPoint(
                     when=datetime.fromtimestamp(run.info.start_time / 1000, UTC),
-                    model_version=f"{t.get('monitor.model_name', '?')}/{t.get('monitor.model_version', '?')}",
+                    model_version=t.get("monitor.model_version", "?"),
                     drop=t.get("monitor.drop", ""),
                     embedding_p_value=float(m.get("monitor.embedding_p_value", 1.0)),
                     input_drift=bool(m.get("monitor.input_drift", 0.0)),
