@@ -44,7 +44,7 @@ from textclf.tracking import client_for
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
 CONFIDENCE_BINS = 10
-PROFILE_VERSION = 1  # bump when the cached reference profile's content changes
+PROFILE_VERSION = 2  # bump when the cached reference profile's content changes
 
 
 class TooFewRows(DataError):
@@ -276,7 +276,9 @@ def reference_profile(champion: Champion, model, tokenizer, settings: MonitorCon
     splits = load_from_disk(str(champion.splits))
     train, test = splits["train"], splits["test"]
     rng = np.random.default_rng(settings.seed)
-    pick = np.sort(rng.choice(len(train), size=min(settings.reference_rows, len(train)), replace=False))
+    pick = rng.choice(
+        len(train), size=min(settings.reference_rows, len(train)), replace=False
+    )  # random order: any prefix is a sample
     sample = [train[int(i)]["text"] for i in pick]
     names = list(train.features["label"].names)
     test_texts = list(test["text"])
