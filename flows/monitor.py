@@ -36,6 +36,10 @@ def monitor_from_event(drop: str = "", event: str = "") -> dict | State:
 def _monitor(config: PipelineConfig, drop: str | None, start_retrain_run: bool) -> dict | State:
     out = config.output_path / "monitor" / str(flow_run.id or "local")
     monitored = monitor_task(config, drop, out)
+    if monitored.result is None or monitored.run is None:  # fewer new rows than monitor.min_rows
+        return Completed(
+            name="Skipped", message=monitored.nothing, data={"retrain": False, "skipped": True, "reason": monitored.nothing}
+        )
     decision = monitored.result.decision
     summary = {
         "retrain": decision.retrain,

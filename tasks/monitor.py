@@ -23,8 +23,11 @@ def _run_tags() -> dict[str, str]:
     return {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)} if flow_run.id else {}
 
 
-def _publish(cfg: PipelineConfig, monitored: stages.Monitored) -> None:
+def _publish(monitored: stages.Monitored) -> None:
     """The result where the Prefect UI shows it: the decision and scores, and a link to the HTML report in MLflow."""
+    if monitored.result is None or monitored.run is None:
+        create_markdown_artifact(f"## Monitoring: nothing to judge\n\n{monitored.nothing}\n", key="monitor-report")
+        return
     url = monitored.run.url
     if url:
         create_link_artifact(
@@ -43,7 +46,7 @@ def _publish(cfg: PipelineConfig, monitored: stages.Monitored) -> None:
 @task(name="monitor", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def monitor(cfg: PipelineConfig, drop: str | None, out_dir: Path) -> stages.Monitored:
     monitored = stages.monitor(cfg, drop, out_dir, _run_tags(), log_line=get_run_logger().info)
-    _publish(cfg, monitored)
+    _publish(monitored)
     return monitored
 
 

@@ -610,10 +610,13 @@ class MonitorConfig(_Section):
         "teacher when distill.enabled is false) or the teacher ('<registry.model_name>').",
     )
     reference_rows: int = Field(
-        2000, ge=50, description="Training-split rows sampled (seeded) as the reference for the input-drift tests."
+        2000, ge=50, description="Training-split rows sampled (seeded) as the reference for the text-descriptor tests."
     )
     embedding_max_rows: int = Field(
-        1000, ge=50, description="Rows per side in the embedding test (larger drops are sampled, seeded)."
+        1000,
+        ge=50,
+        description="Rows per side in the embedding test: the reference is sampled from the champion's validation and "
+        "test splits (texts it did not train on), larger drops are sampled too (seeded).",
     )
     permutations: int = Field(500, ge=50, description="Permutations for the embedding test's p-value.")
     embedding_p_value: float = Field(

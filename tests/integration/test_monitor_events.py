@@ -157,7 +157,12 @@ def test_data_add_starts_monitor_which_skips_a_drift_free_drop_and_retrains_on_a
 
     drops = world["root"] / "drops"
     drops.mkdir()
-    same = world["rows"](drops / "same.csv", 120, seed=7)  # more reviews like the training data
+    from textclf.data.sources import read_packaged_corpus
+
+    corpus = read_packaged_corpus()
+    unseen = corpus[~corpus["text"].isin(set(pd.read_csv(world["root"] / "seed" / "reviews.csv")["text"]))]
+    same = drops / "same.csv"  # more reviews like the training data, none of them trained on
+    pd.concat([g.sample(n=60, random_state=7) for _, g in unseen.groupby("label")]).to_csv(same, index=False)
     from textclf.monitor.drops import synopses
 
     synopses().head(60).to_csv(drops / "synopses.csv", index=False)  # film synopses: another kind of text

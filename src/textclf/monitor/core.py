@@ -44,7 +44,7 @@ from textclf.tracking import client_for
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
 CONFIDENCE_BINS = 10
-PROFILE_VERSION = 2  # bump when the cached reference profile's content changes
+PROFILE_VERSION = 3  # bump when the cached reference profile's content changes
 
 
 class TooFewRows(DataError):
@@ -275,25 +275,26 @@ def reference_profile(champion: Champion, model, tokenizer, settings: MonitorCon
         return Reference.load(path)
     splits = load_from_disk(str(champion.splits))
     train, test = splits["train"], splits["test"]
+    held_out = list(splits["validation"]["text"]) if "validation" in splits else []
     rng = np.random.default_rng(settings.seed)
-    pick = rng.choice(
-        len(train), size=min(settings.reference_rows, len(train)), replace=False
-    )  # random order: any prefix is a sample
+    pick = rng.choice(len(train), size=min(settings.reference_rows, len(train)), replace=False)
     sample = [train[int(i)]["text"] for i in pick]
     names = list(train.features["label"].names)
     test_texts = list(test["text"])
-    probs, vectors = embed_and_predict(model, tokenizer, sample[: settings.embedding_max_rows] + test_texts)
-    n_vec = min(settings.embedding_max_rows, len(sample))
+    # The representation's reference is texts the champion did not train on (its validation and test splits): its
+    # vectors of training texts differ from those of any new text (it fitted them), which alone would read as drift.
+    probs, vectors = embed_and_predict(model, tokenizer, test_texts + held_out)
+    unseen = rng.permutation(len(vectors))[: settings.embedding_max_rows]
     label_ids = _model_label_ids(model, names)
     counts = np.zeros(model.config.num_labels, dtype=np.int64)
     for label, n in zip(*np.unique(np.asarray(train["label"]), return_counts=True), strict=True):
         counts[label_ids[int(label)]] += int(n)
     reference = Reference(
         describe_texts(sample, tokenizer),
-        vectors[:n_vec],
-        probs[n_vec:],
+        vectors[unseen],
+        probs[: len(test_texts)],
         counts,
-        {"train": len(train), "train_sample": len(sample), "test": len(test)},
+        {"train": len(train), "train_sample": len(sample), "test": len(test), "embedding_reference": len(unseen)},
     )
     reference.save(path)
     return reference
@@ -369,12 +370,14 @@ def judge(
     drop: Drop,
     settings: MonitorConfig,
     progress: Callable[[str], None] | None = None,
+    seen: int = 0,
 ) -> MonitorResult:
-    """Every test of one drop, and the policy's decision."""
+    """Every test of one drop, and the policy's decision; `seen`: rows set aside before (unseen_rows)."""
     started, clock = now_iso(), time.perf_counter()
     if len(drop.texts) < settings.min_rows:
+        aside = f" ({seen} more are texts {champion.ref} was trained on, set aside)" if seen else ""
         raise TooFewRows(
-            f"{drop.source}: {len(drop.texts)} row(s) is fewer than monitor.min_rows={settings.min_rows}; "
+            f"{drop.source}: {len(drop.texts)} row(s){aside} is fewer than monitor.min_rows={settings.min_rows}; "
             "wait for a bigger drop or lower monitor.min_rows",
             len(drop.texts),
         )
@@ -402,6 +405,7 @@ def judge(
         decay=decay,
         decision=PolicyDecision(False, [], ""),
         started=started,
+        seen_rows=seen,
         reference={"run_id": champion.data_run_id, "splits": str(champion.splits), **reference.rows},
     )
     result.decision = decide(result, settings)
@@ -425,12 +429,24 @@ def new_rows(cfg: PipelineConfig, champion: Champion) -> Drop:
     return Drop(texts, labels, f"rows of {cfg.data.source} new since {champion.ref} was trained")
 
 
+def unseen_rows(drop: Drop, champion: Champion) -> tuple[Drop, int]:
+    """`drop` without the rows whose text the champion was trained on (its training split), and how many those were.
+
+    Such rows say nothing about new data: the champion's representation of a text it fitted differs from that of any
+    text it did not (which would read as drift), and its accuracy on them is not its accuracy on new data."""
+    trained = {normalize_text(t) for t in load_from_disk(str(champion.splits))["train"]["text"]}
+    keep = [i for i, text in enumerate(drop.texts) if normalize_text(text) not in trained]
+    if len(keep) == len(drop.texts):
+        return drop, 0
+    labels = None if drop.labels is None else [drop.labels[i] for i in keep]
+    return Drop([drop.texts[i] for i in keep], labels, drop.source), len(drop.texts) - len(keep)
+
+
 def monitor_drop(cfg: PipelineConfig, drop: Drop | None, progress: Callable[[str], None] | None = None) -> MonitorResult:
     """Judge `drop` (None: the configured data's rows new since the champion) with the current champion."""
     cache = cfg.output_path / "cache" / "monitor"
     champion = find_champion(cfg, cache)
     model, tokenizer = load_trained(champion.folder)
     reference = reference_profile(champion, model, tokenizer, cfg.monitor, cache)
-    return judge(
-        champion, model, tokenizer, reference, drop if drop is not None else new_rows(cfg, champion), cfg.monitor, progress
-    )
+    judged, seen = unseen_rows(drop, champion) if drop is not None else (new_rows(cfg, champion), 0)
+    return judge(champion, model, tokenizer, reference, judged, cfg.monitor, progress, seen)

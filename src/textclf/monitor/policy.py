@@ -58,7 +58,8 @@ def decide(result: MonitorResult, settings: MonitorConfig) -> PolicyDecision:
     found = findings_of(result, settings)
     acting = [f for f in found if f in settings.retrain_on]
     scores = score_line(result, settings)
-    where = f"{result.model} on {result.drop} ({result.rows} rows)"
+    aside = f", {result.seen_rows} more set aside: trained on" if result.seen_rows else ""
+    where = f"{result.model} on {result.drop} ({result.rows} rows{aside})"
     if acting:
         return PolicyDecision(True, found, f"retrain: {', '.join(acting)} for {where}: {scores}")
     ignored = f" ({', '.join(found)} found, not in monitor.retrain_on)" if found else ""

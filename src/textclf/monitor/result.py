@@ -94,6 +94,7 @@ class MonitorResult:
     decision: PolicyDecision
     started: str  # ISO time
     seconds: float = 0.0
+    seen_rows: int = 0  # rows of the drop the champion was trained on, set aside before the tests
     reference: dict[str, Any] = field(default_factory=dict)  # where the reference came from: run, splits, rows
 
     @property
@@ -108,6 +109,7 @@ class MonitorResult:
         """Flat numbers for MLflow metrics and the Skipped reason (monitor.* keys)."""
         out: dict[str, float] = {
             "rows": float(self.rows),
+            "seen_rows": float(self.seen_rows),
             "labelled_rows": float(self.labelled_rows),
             "embedding_p_value": self.embedding.p_value,
             "embedding_mmd2": self.embedding.statistic,
@@ -163,7 +165,8 @@ class MonitorResult:
             )
         return (
             f"## Monitoring {self.model}: {verdict}\n\n{self.decision.reason}\n\n"
-            f"Drop: `{self.drop}` ({self.rows} rows, {self.labelled_rows} labelled); {self.seconds:.1f}s\n\n"
+            f"Drop: `{self.drop}` ({self.rows} rows judged, {self.labelled_rows} labelled, {self.seen_rows} set aside: "
+            f"texts the champion was trained on); {self.seconds:.1f}s\n\n"
             "| test | method | statistic | p-value | effect | reference | drop | drifted |\n|---|---|---|---|---|---|---|---|\n"
             f"{rows}{decay}\n"
         )
