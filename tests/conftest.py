@@ -56,6 +56,26 @@ def write_real_rows(dest: Path, n: int, seed: int = 0) -> Path:
     return dest
 
 
+def _make_dvc_repo(root: Path) -> Path:
+    """git init + dvc init + a local default remote, all under `root` (the repository is `root/repo`)."""
+    import subprocess
+
+    from textclf.versioning import run_dvc
+
+    repo = root / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, timeout=30)
+    run_dvc(repo, "init", "--quiet")
+    run_dvc(repo, "remote", "add", "--default", "local", str(root / "remote"))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def make_dvc_repo():
+    """make_dvc_repo(root) -> a throw-away git + DVC repository under `root` with a local default remote."""
+    return _make_dvc_repo
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """Prefect's own test harness: a temporary local server with a throwaway database."""

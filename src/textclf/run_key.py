@@ -83,34 +83,31 @@ def compute_run_key(cfg: PipelineConfig, code_roots: list[Path]) -> RunKey:
     return RunKey(data=data_digest(cfg.data), config=config_digest(cfg), code=code_version(code_roots))
 
 
-def last_successful_run(target: MlflowTarget, key: RunKey) -> str | None:
-    """Id of the newest FINISHED MLflow run in the experiment that carries `key`, or None."""
+def _newest_finished(target: MlflowTarget, condition: str):
+    """The newest FINISHED run of the experiment that matches `condition` (an MLflow filter), or None."""
     client = client_for(target)
     experiment = client.get_experiment_by_name(target.experiment)
     if experiment is None:
         return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
+        filter_string=f"{condition} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    return runs[0].info.run_id if runs else None
+    return runs[0] if runs else None
+
+
+def last_successful_run(target: MlflowTarget, key: RunKey) -> str | None:
+    """Id of the newest FINISHED MLflow run in the experiment that carries `key`, or None."""
+    run = _newest_finished(target, f"tags.`{KEY_TAG}` = '{key.value}'")
+    return run.info.run_id if run is not None else None
 
 
 def last_successful_tags(target: MlflowTarget) -> dict[str, str] | None:
     """Tags of the newest FINISHED run that carries a run key, whatever the key, or None."""
-    client = client_for(target)
-    experiment = client.get_experiment_by_name(target.experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{KEY_TAG}` != '' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return dict(runs[0].data.tags) if runs else None
+    run = _newest_finished(target, f"tags.`{KEY_TAG}` != ''")
+    return dict(run.data.tags) if run is not None else None
 
 
 @dataclass

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,20 +13,11 @@ from textclf.cli import app
 from textclf.config import build_config
 from textclf.data.sources import content_digest, load_source
 from textclf.lineage import describe_lineage, record_data_lineage
-from textclf.versioning import add_data, path_md5, restore_data, run_dvc, source_version
-
-
-def make_dvc_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, timeout=30)
-    run_dvc(repo, "init", "--quiet")
-    run_dvc(repo, "remote", "add", "--default", "local", str(root / "remote"))
-    return repo
+from textclf.versioning import add_data, path_md5, restore_data, source_version
 
 
 @pytest.mark.slow  # real DVC + MLflow + registry: ~30 s here
-def test_registered_version_restores_its_training_data(tmp_path, rows_csv, tiny_model):
+def test_registered_version_restores_its_training_data(tmp_path, rows_csv, tiny_model, make_dvc_repo):
     repo = make_dvc_repo(tmp_path)
     cfg = build_config({"output_dir": str(tmp_path / "outputs"), "data": {"source": str(repo / "data" / "raw"), "seed": 1}})
     v1 = add_data(rows_csv, cfg.data, repo)

@@ -27,41 +27,19 @@ TEXTCLF = str(Path(sys.executable).parent / "textclf")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "outputs" / "test-artifacts"
 
 
-def _make_repo(root: Path) -> Path:
-    from textclf.versioning import run_dvc
-
-    repo = root / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, timeout=30)
-    run_dvc(repo, "init", "--quiet")
-    run_dvc(repo, "remote", "add", "--default", "local", str(root / "remote"))
-    return repo
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model, real_rows):
+def world(tmp_path_factory, service_config, make_dvc_repo, real_rows):
     """A DVC repo with 200 real reviews as its first data version, the stack serving from it, and the env to call
     `textclf` against it."""
     root = tmp_path_factory.mktemp("monitor-events")
-    repo = _make_repo(root)
+    repo = make_dvc_repo(root)
     (root / "seed").mkdir()
     first = real_rows(root / "seed" / "reviews.csv", 200, seed=0)
-    config = {
+    config = {  # the service tests' tiny pipeline, reading the repository's tracked folder and inbox
+        **service_config,
         "output_dir": str(root / "outputs"),
         "data": {"source": str(repo / "data" / "raw"), "data_dir": "data/raw", "inbox": str(repo / "inbox"), "seed": 1},
-        "train": {
-            "kind": "finetune",
-            "model": str(tiny_model),
-            "epochs": 1,
-            "batch_size": 16,
-            "learning_rate": 1e-3,
-            "max_length": 64,
-            "logging_steps": 2,
-            "checkpoint_steps": 5,
-        },
-        "validate": {"max_duplicate_rate": 0.2},
         "augment": {"enabled": False},
-        "distill": {"enabled": False},
         "monitor": {"min_rows": 20, "min_labelled_rows": 100_000, "reference_rows": 100},
     }
     config_file = root / "config.yaml"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -17,16 +16,6 @@ from textclf.versioning import add_data, path_md5, recorded_md5, run_dvc, source
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_dvc_repo(root: Path) -> Path:
-    """git init + dvc init + a local default remote, all under `root`."""
-    repo = root / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, timeout=30)
-    run_dvc(repo, "init", "--quiet")
-    run_dvc(repo, "remote", "add", "--default", "local", str(root / "remote"))
-    return repo
-
-
 def write_drop(path: Path, rows: list[tuple[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
@@ -37,12 +26,12 @@ V1 = [("good", "pos"), ("bad", "neg"), ("fine", "pos"), ("awful", "neg")]
 
 
 @pytest.fixture()
-def repo(tmp_path) -> Path:
+def repo(tmp_path, make_dvc_repo) -> Path:
     return make_dvc_repo(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def versioned(tmp_path_factory) -> Path:
+def versioned(tmp_path_factory, make_dvc_repo) -> Path:
     """A repository holding version V1; tests using it must leave it as they found it."""
     root = tmp_path_factory.mktemp("versioned")
     repo = make_dvc_repo(root)
