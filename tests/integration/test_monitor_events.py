@@ -196,5 +196,10 @@ def test_a_file_landing_in_the_inbox_starts_monitor_on_that_file(world, client, 
     assert judged.parameters["drop"] == str(landed.resolve())
     assert judged.parameters["event"] == "textclf.inbox.file"
     assert judged.state.is_completed(), judged.state.message
-    rows = len(pd.read_csv(landed))
-    assert f"({rows} rows)" in (judged.state.message or "") or judged.state.name != "Skipped"
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(world["settings"].mlflow_url)
+    experiment = mlflow.get_experiment_by_name("textclf-monitor").experiment_id
+    (run,) = mlflow.search_runs([experiment], f"tags.`prefect.flow_run_id` = '{judged.id}'")
+    assert run.data.tags["monitor.drop"] == str(landed.resolve())
+    assert run.data.metrics["monitor.rows"] + run.data.metrics["monitor.seen_rows"] == len(pd.read_csv(landed))
