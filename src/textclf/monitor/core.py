@@ -16,7 +16,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,7 +133,6 @@ class Champion:
     data_run_id: str  # the run that logged the splits it was trained and tested on
     splits: Path
     registered: dict[str, float]  # its registered test metrics (eval.* tags)
-    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -182,9 +182,8 @@ def find_champion(cfg: PipelineConfig, cache: Path) -> Champion:
     else:
         folder, _ = download_registered(cfg.tracking_target(), f"models:/{name}/{mv.version}", dest / "model")
         marker.write_text(str(folder))
-    tags = dict(mv.tags or {})
-    data_run = tags.get("mlflow.run_id") or mv.run_id
-    return Champion(name, str(mv.version), folder, data_run, _splits_of_run(cfg, data_run), recorded_metrics(mv), tags)
+    data_run = (mv.tags or {}).get("mlflow.run_id") or mv.run_id  # a student's: its teacher run, which logged the splits
+    return Champion(name, str(mv.version), folder, data_run, _splits_of_run(cfg, data_run), recorded_metrics(mv))
 
 
 def _representation_hook(model) -> tuple[list[torch.Tensor], Callable[[], None]]:
@@ -345,14 +344,10 @@ def measure_decay(
     y_true = np.array([known[n] for n in names])
     y_pred = probs[rows].argmax(axis=1)
     k = model.config.num_labels
-    accuracy = float((y_true == y_pred).mean())
-    macro = stats.macro_f1(y_true, y_pred, k)
-    acc_ci = stats.bootstrap_ci(
-        y_true, y_pred, lambda t, p: float((t == p).mean()), settings.bootstrap, settings.confidence, settings.seed
-    )
-    f1_ci = stats.bootstrap_ci(
-        y_true, y_pred, lambda t, p: stats.macro_f1(t, p, k), settings.bootstrap, settings.confidence, settings.seed
-    )
+    macro_f1 = partial(stats.macro_f1, n_classes=k)
+    accuracy, macro = stats.accuracy(y_true, y_pred), macro_f1(y_true, y_pred)
+    acc_ci = stats.bootstrap_ci(y_true, y_pred, stats.accuracy, settings.bootstrap, settings.confidence, settings.seed)
+    f1_ci = stats.bootstrap_ci(y_true, y_pred, macro_f1, settings.bootstrap, settings.confidence, settings.seed)
     label_test = stats.categorical_test("label", reference.train_label_counts, np.bincount(y_true, minlength=k))
     label_test.drifted = label_test.p_value < settings.prediction_p_value and label_test.effect >= settings.descriptor_min_effect
     reg_acc, reg_f1 = champion.registered.get("accuracy"), champion.registered.get("macro_f1")
