@@ -80,10 +80,9 @@ def monitor_check(
 ) -> None:
     """Judge a drop with the champion (monitor.model) and print the policy's decision (JSON)."""
     cfg = load_cli_config(config, overrides)
-    if drop is not None:  # a drop that cannot be read or is too small fails here, before Prefect or MLflow start
-        from textclf.monitor.core import check_drop
+    from textclf.monitor.core import check_drop  # a bad drop or no champion fails here, before Prefect starts
 
-        check_drop(Path(drop), cfg)
+    check_drop(Path(drop) if drop is not None else None, cfg)
     from textclf_flows.monitor import monitor  # Prefect's import costs seconds: only for this command
 
     log = log_to_file(cfg.output_path / "logs")  # tracebacks of a failed run go to the file, not the console

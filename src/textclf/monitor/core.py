@@ -106,16 +106,18 @@ def read_drop(path: Path, data: DataConfig) -> Drop:
     return Drop(texts, labels if any(with_labels) else None, str(path))
 
 
-def check_drop(path: Path, cfg: PipelineConfig) -> Drop:
-    """The drop read and sized up front (the CLI calls it before anything starts); the judging reads it again."""
-    drop = read_drop(path, cfg.data)
-    if len(drop.texts) < cfg.monitor.min_rows:
-        raise TooFewRows(
-            f"{drop.source}: {len(drop.texts)} row(s) is fewer than monitor.min_rows={cfg.monitor.min_rows}; "
-            "wait for a bigger drop or lower monitor.min_rows",
-            len(drop.texts),
-        )
-    return drop
+def check_drop(path: Path | None, cfg: PipelineConfig) -> None:
+    """What `textclf monitor` checks before anything starts: the drop reads and is big enough, then that there is a
+    champion to judge it with (the judging reads the drop again)."""
+    if path is not None:
+        drop = read_drop(path, cfg.data)
+        if len(drop.texts) < cfg.monitor.min_rows:
+            raise TooFewRows(
+                f"{drop.source}: {len(drop.texts)} row(s) is fewer than monitor.min_rows={cfg.monitor.min_rows}; "
+                "wait for a bigger drop or lower monitor.min_rows",
+                len(drop.texts),
+            )
+    champion_version(cfg)
 
 
 def monitored_name(cfg: PipelineConfig) -> str:
@@ -159,8 +161,9 @@ def _splits_of_run(cfg: PipelineConfig, run_id: str) -> Path:
     raise DataError(f"run {run_id} logged no train split as a dataset input; monitoring needs the champion's splits")
 
 
-def find_champion(cfg: PipelineConfig, cache: Path) -> Champion:
-    """The champion of monitored_name(cfg): downloaded once per version into `cache`, with its splits and scores."""
+def champion_version(cfg: PipelineConfig):
+    """The registry's version of monitored_name(cfg) that holds the champion alias; NoChampion when there is none
+    (a local store that does not exist yet is not created by asking)."""
     name = monitored_name(cfg)
     uri = cfg.tracking_target().uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():  # not created by asking
@@ -175,6 +178,13 @@ def find_champion(cfg: PipelineConfig, cache: Path) -> Champion:
             f"{name} has no @{cfg.registry.champion_alias} to monitor in {cfg.tracking_target().uri}; train one with "
             "`textclf run` (or set monitor.model)"
         )
+    return mv
+
+
+def find_champion(cfg: PipelineConfig, cache: Path) -> Champion:
+    """The champion of monitored_name(cfg): downloaded once per version into `cache`, with its splits and scores."""
+    mv = champion_version(cfg)
+    name = mv.name
     dest = cache / f"{name}-v{mv.version}"
     marker = dest / "folder.txt"
     if marker.is_file() and Path(marker.read_text().strip()).is_dir():
