@@ -94,9 +94,7 @@ def monitor_check(
     if retrain and summary.get("retrain"):
         if cfg.registry.trigger is None:
             cfg.registry.trigger = "monitor"
-        cfg.ops.reason = (
-            f"monitor: {', '.join(summary['findings'])} on {summary['champion']} (MLflow run {summary['mlflow_run_id']})"
-        )
+        cfg.ops.reason = summary["retrain_reason"]
         from textclf_flows.retrain import retrain as retrain_flow
 
         typer.echo(json.dumps(retrain_flow(cfg), indent=2, default=str))

@@ -49,11 +49,11 @@ def _monitor(config: PipelineConfig, drop: str | None, start_retrain_run: bool) 
         "champion": monitored.result.model,
         "mlflow_run_id": monitored.run.run_id,
         "report": str(monitored.folder / "report.html"),
+        "retrain_reason": monitored.retrain_reason(),
         "retrain_flow_run_id": None,
     }
     if not decision.retrain:
         return Completed(name="Skipped", message=decision.reason, data={**summary, "skipped": True})
     if start_retrain_run:
-        reason = f"monitor: {', '.join(decision.findings)} on {monitored.result.model} (MLflow run {monitored.run.run_id})"
-        summary["retrain_flow_run_id"] = start_retrain(config, reason)
+        summary["retrain_flow_run_id"] = start_retrain(config, summary["retrain_reason"])
     return summary

@@ -16,8 +16,6 @@ from textclf.form import form_of
 from textclf.monitor.history import ARTIFACT_PATH
 from textclf_tasks.skip import transient
 
-REASON_CHARS = 500  # ops.reason's bound
-
 
 def _run_tags() -> dict[str, str]:
     return {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)} if flow_run.id else {}
@@ -61,7 +59,7 @@ def check_policy(cfg: PipelineConfig, out_dir: Path) -> stages.PolicyCheck:
 @task(name="start-retrain", cache_policy=NO_CACHE)
 def start_retrain(cfg: PipelineConfig, reason: str) -> str:
     """A retrain/manual run with the deployment's config and `reason`, queued for the worker; its flow run id."""
-    form = {**form_of(cfg), "reason": reason[:REASON_CHARS]}
+    form = {**form_of(cfg), "reason": reason}
     # Called from sync code: a FlowRun, not a coroutine. timeout=0: queued, not waited for (the worker runs it next).
     started: Any = run_deployment(f"{FLOW_NAME}/{MANUAL_DEPLOYMENT}", parameters={"form": form}, timeout=0)
     get_run_logger().info("started %s/%s: flow run %s (%s)", FLOW_NAME, MANUAL_DEPLOYMENT, started.name, started.id)

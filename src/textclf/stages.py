@@ -473,6 +473,13 @@ class Monitored:
     run: TrackedRun | None  # in <experiment>-monitor
     nothing: str = ""
 
+    def retrain_reason(self) -> str:
+        """The reason of a retrain this result starts (ops.reason, at most 500 characters): findings, version, run."""
+        if self.result is None or self.run is None:
+            return ""
+        findings = ", ".join(self.result.decision.findings)
+        return f"monitor: {findings} on {self.result.model} (MLflow run {self.run.run_id})"[:500]
+
 
 def monitor(
     cfg: PipelineConfig, drop: str | None, out_dir: Path, tags: dict[str, str] | None = None, log_line=print
